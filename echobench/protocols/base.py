@@ -1,0 +1,53 @@
+"""Types shared by every protocol: the features a frozen protocol reads and the result it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class FeatureSet:
+    """Frozen clip embeddings of one split.
+
+    ``features`` is ``(n_clips, D)`` float32; ``clip_video`` maps each clip to its row in ``video_ids``
+    (several clips per video when a protocol encodes several starts); ``targets`` holds one task target per
+    video (class index, or a float for regression).
+    """
+
+    features: np.ndarray
+    clip_video: np.ndarray
+    video_ids: list[str]
+    targets: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.features.ndim != 2:
+            raise ValueError(f"features must be (n_clips, D), got shape {self.features.shape}")
+        if len(self.clip_video) != len(self.features):
+            raise ValueError("clip_video must have one entry per clip")
+        if len(self.targets) != len(self.video_ids):
+            raise ValueError("targets must have one entry per video")
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.video_ids)
+
+
+@dataclass
+class ProtocolResult:
+    """What a protocol returns; the harness adds provenance and writes JSON + MLflow.
+
+    ``metrics`` are test metrics; ``ci`` maps a metric name to its bootstrap 95 % interval; ``chosen`` holds
+    hyperparameters selected on validation (e.g. ``{"k": 20}``); ``val_metrics`` the validation metrics of the
+    chosen setting; ``predictions`` one row per test video (``video_id``, ``target``, ``prediction`` and, for
+    classification, ``score`` = probability of the positive class).
+    """
+
+    metrics: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    chosen: dict[str, float | int | str]
+    val_metrics: dict[str, float]
+    predictions: pd.DataFrame
+    per_seed: dict[str, list[float]] = field(default_factory=dict)
