@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -131,6 +131,7 @@ class Method(nn.Module, abc.ABC):
     version: ClassVar[str] = "0.1.0"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     trainable: ClassVar[bool] = True
+    pretrain_defaults: ClassVar[dict[str, Any]] = {}
     encoder: VideoEncoder
 
     def __init__(self, config: MethodConfig) -> None:
@@ -161,3 +162,15 @@ class Method(nn.Module, abc.ABC):
     def no_weight_decay(self) -> set[str]:
         """Names of parameters excluded from weight decay, beyond biases and norm weights."""
         return set()
+
+
+class FrozenMethod(Method):
+    """A method with nothing to pretrain (random-init floor, fixed feature extractors).
+
+    The harness saves its initial weights as the checkpoint and never calls ``pretrain_step``.
+    """
+
+    trainable = False
+
+    def pretrain_step(self, batch: ClipBatch) -> LossOutput:
+        raise RuntimeError(f"method {self.name!r} has no pretraining; the harness must not call pretrain_step")

@@ -1,0 +1,42 @@
+"""SynthEcho: the built-in procedural echo dataset, written in (and read back through) the EchoNet-Dynamic format.
+
+Commands that name no dataset use the copy at ``$ECHOBENCH_HOME/data/synthecho``: whatever ``echobench data synth``
+last wrote there, or the default size generated on first use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from echobench.data.echonet import EchoNetDynamic
+from echobench.data.synthecho.generate import DEFAULT_FRAMES, DEFAULT_VIDEOS, SYNTHECHO_VERSION, synthesize
+from echobench.paths import data_dir
+
+__all__ = ["SynthEchoDataset", "default_root", "synthesize", "synthesize_cli"]
+
+
+def default_root() -> Path:
+    return data_dir() / "synthecho"
+
+
+class SynthEchoDataset(EchoNetDynamic):
+    name = "synthecho"
+    version = SYNTHECHO_VERSION
+
+    @classmethod
+    def default(cls) -> SynthEchoDataset:
+        """The cached copy, generated with the default size on first use."""
+        root = default_root()
+        if not root.is_dir():
+            synthesize(root, videos=DEFAULT_VIDEOS, seed=0, frames=DEFAULT_FRAMES)
+        return cls(root)
+
+
+def synthesize_cli(out: Path | None, videos: int | None, seed: int, frames: int | None) -> Path:
+    """``echobench data synth``: without ``--out`` the result replaces the default copy every command uses."""
+    return synthesize(
+        out if out is not None else default_root(),
+        videos=DEFAULT_VIDEOS if videos is None else videos,
+        seed=seed,
+        frames=DEFAULT_FRAMES if frames is None else frames,
+    )

@@ -1,0 +1,196 @@
+"""The ``echobench`` command line (typer + rich). Output for people goes to stderr; ``--json`` owns stdout."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from echobench.console import console
+from echobench.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmark self-supervised methods on echocardiography videos.",
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: generate SynthEcho.")
+app.add_typer(data_app, name="data")
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config field: method.mask_ratio=0.75, pretrain.steps=50, protocol.k=20"),
+]
+ProfileOption = Annotated[
+    str, typer.Option(help="Overrides applied before --set: quick (minutes on a CPU) or paper (paper defaults)")
+]
+DatasetOption = Annotated[str | None, typer.Option(help="Dataset name (default: synthecho, built in)")]
+DataRootOption = Annotated[str | None, typer.Option("--data-root", help="Folder of the dataset on disk")]
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Option(help="Method plugin name (see `echobench list methods`)")],
+    protocol: Annotated[str, typer.Option(help="Protocol name or path to a protocol YAML")] = "knn",
+    dataset: DatasetOption = None,
+    data_root: DataRootOption = None,
+    task: Annotated[str | None, typer.Option(help="Task (default: the protocol's)")] = None,
+    set_: SetOption = None,
+    profile: ProfileOption = "quick",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+) -> None:
+    """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
+    from echobench.runner import execute, resolve
+
+    resolved = resolve(
+        method, protocol, dataset=dataset, data_root=data_root, task=task, sets=set_, profile=profile
+    )
+    outcome = execute(resolved)
+    summary = outcome.summary()
+    console.print(_metrics_table(summary))
+    console.print(f"result: {outcome.result_path}")
+    if as_json:
+        sys.stdout.write(json.dumps(_json_safe(summary)) + "\n")
+
+
+@app.command()
+def pretrain(
+    method: Annotated[str, typer.Option(help="Method plugin name")],
+    dataset: DatasetOption = None,
+    data_root: DataRootOption = None,
+    set_: SetOption = None,
+    profile: ProfileOption = "quick",
+) -> None:
+    """Pretrain a method (resuming an interrupted run); reuses a finished checkpoint of the same config."""
+    from echobench.runner import pretrain_only
+
+    pretrained = pretrain_only(method, set_, profile, dataset, data_root)
+    console.print(f"checkpoint {pretrained.checkpoint_hash}: {pretrained.folder} (step {pretrained.meta.step})")
+
+
+@app.command("list")
+def list_(
+    what: Annotated[str, typer.Argument(help="methods | protocols | datasets | tasks | profiles")] = "methods",
+) -> None:
+    """List installed plugins (with package and version), protocols, datasets, tasks or profiles."""
+    from echobench import registry
+
+    table = Table(title=what)
+    if what in ("methods", "datasets"):
+        group = registry.METHODS_GROUP if what == "methods" else registry.DATASETS_GROUP
+        for column in ("name", "package", "version", "entry point", "status"):
+            table.add_column(column)
+        for info in registry.describe(group):
+            status = f"[red]import failed: {info.error}" if info.error else "[green]ok"
+            table.add_row(info.name, info.package, info.version, info.value, status)
+    elif what == "protocols":
+        for column in ("name", "family", "default task", "file"):
+            table.add_column(column)
+        for name, path in sorted(registry.available_protocols().items()):
+            spec = registry.load_protocol(str(path))
+            table.add_row(name, spec.family, spec.task, str(path))
+    elif what == "tasks":
+        from echobench.data.tasks import TASKS
+
+        for column in ("name", "kind", "column", "description"):
+            table.add_column(column)
+        for task in TASKS.values():
+            table.add_row(task.name, task.kind, task.column, task.description)
+    elif what == "profiles":
+        from echobench.profiles import PROFILES
+
+        table.add_column("name")
+        table.add_column("overrides")
+        for name, overrides in PROFILES.items():
+            table.add_row(name, json.dumps(overrides) if overrides else "(none: paper defaults)")
+    else:
+        raise UserError(f"cannot list {what!r}; use one of methods, protocols, datasets, tasks, profiles")
+    console.print(table)
+
+
+@app.command("validate-plugin")
+def validate_plugin(
+    name: Annotated[str, typer.Argument(help="Method plugin name")],
+    set_: SetOption = None,
+) -> None:
+    """Run a plugin on tiny synthetic clips and check the Method contract."""
+    from echobench import registry
+    from echobench.config import parse_set
+    from echobench.validate import validate
+
+    overrides = parse_set(set_)
+    checks = validate(registry.load_method(name), overrides.get("method", {}))
+    table = Table(title=f"validate-plugin {name}")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    for check in checks:
+        table.add_row(check.name, "[green]pass" if check.passed else "[red]FAIL", check.detail)
+    console.print(table)
+    if not all(c.passed for c in checks) or len(checks) < 5:
+        failed = next((c for c in checks if not c.passed), None)
+        raise UserError(f"plugin {name!r} breaks the Method contract at '{failed.name if failed else '?'}'")
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: the SynthEcho copy in the cache)")] = None,
+    videos: Annotated[int | None, typer.Option(help="Number of videos")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    frames: Annotated[int | None, typer.Option(help="Frames per video")] = None,
+) -> None:
+    """Generate SynthEcho, the procedural echo dataset, in EchoNet-Dynamic format."""
+    from echobench.data.synthecho import synthesize_cli
+
+    root = synthesize_cli(out=out, videos=videos, seed=seed, frames=frames)
+    console.print(f"SynthEcho written to {root}")
+
+
+def _metrics_table(summary: dict[str, Any]) -> Table:
+    title = f"{summary['method']} · {summary['protocol']} · {summary['task']} · {summary['dataset']}"
+    table = Table(title=title)
+    for column in ("metric", "test", "95% CI", "val"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for name, value in summary["metrics"].items():
+        low_high = summary["ci95"].get(name)
+        ci = f"[{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else ""
+        val = summary["val_metrics"].get(name)
+        table.add_row(name, _fmt(value), ci, _fmt(val) if val is not None else "")
+    chosen = ", ".join(f"{k}={v}" for k, v in summary["chosen"].items() if "@" not in k)
+    table.caption = f"chosen on validation: {chosen or '-'}; checkpoint {summary['checkpoint_hash']}"
+    return table
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def main() -> None:
+    """Console entry point: user mistakes are one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        console.print("interrupted; caches and checkpoints are consistent, run the same command again to resume")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

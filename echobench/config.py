@@ -1,0 +1,182 @@
+"""Dataclass configs: typed overrides from ``--set a.b=c``, YAML loading, and stable hashing."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from echobench.errors import UserError
+
+T = TypeVar("T")
+
+SECTIONS = ("method", "pretrain", "protocol", "data")
+
+
+@dataclass
+class PretrainConfig:
+    """The harness's pretraining loop; a method's ``pretrain_defaults`` and ``--set pretrain.x=`` override it."""
+
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 1.5e-4
+    lr_scaling: Literal["linear", "none"] = "linear"
+    min_lr_ratio: float = 0.01
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+
+    @property
+    def effective_lr(self) -> float:
+        """``lr`` is specified at batch 256 when ``lr_scaling`` is linear (MAE convention)."""
+        return self.lr * self.batch_size / 256 if self.lr_scaling == "linear" else self.lr
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthecho"
+    root: str | None = None
+    task: str | None = None
+    pretrain_splits: tuple[str, ...] = ("train",)
+
+
+@dataclass
+class RunSpec:
+    """Everything a run depends on, after profile and ``--set`` overrides."""
+
+    method: Any
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    protocol: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_set(items: list[str] | None) -> dict[str, dict[str, Any]]:
+    """Parse ``section.key=value`` strings; values are YAML scalars/lists (``0.75``, ``true``, ``[1, 2]``)."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not name or not section:
+            raise UserError(f"malformed --set {item!r}: expected SECTION.KEY=VALUE, e.g. method.mask_ratio=0.75")
+        if section not in SECTIONS:
+            hint = did_you_mean(section, SECTIONS)
+            raise UserError(f"unknown --set section {section!r} in {item!r}; use one of {', '.join(SECTIONS)}{hint}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise UserError(f"malformed value in --set {item!r}: {exc.problem}") from None
+        parsed.setdefault(section, {})[name] = value
+    return parsed
+
+
+def apply_overrides(config: T, overrides: dict[str, Any], *, where: str) -> T:
+    """Return a copy of dataclass ``config`` with ``overrides`` applied, each value coerced to the field's type."""
+    if not overrides:
+        return config
+    fields = {f.name: f for f in dataclasses.fields(config)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(type(config))
+    changes: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name not in fields:
+            hint = did_you_mean(name, fields)
+            raise UserError(f"{where} has no field {name!r}{hint}; fields: {', '.join(fields)}")
+        changes[name] = coerce(value, hints[name], f"{where}.{name}")
+    return dataclasses.replace(config, **changes)  # type: ignore[type-var]
+
+
+def coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Coerce a YAML value to a dataclass field annotation, or raise a one-line UserError."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        if value not in args:
+            raise UserError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, where)
+            except UserError as exc:
+                errors.append(str(exc))
+        raise UserError(errors[0])
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            value = [value]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise UserError(f"{where} needs {len(args)} values, got {value!r}")
+        return tuple(coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{where} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{where} must be an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise UserError(f"{where} must be a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        raise UserError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """JSON-ready dict of a dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def stable_hash(*parts: Any, length: int = 16) -> str:
+    """Hash of JSON-serialisable parts (dataclasses allowed) that is stable across runs and key order."""
+
+    def normalise(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            return {"__type__": type(obj).__name__, **to_dict(obj)}
+        return obj
+
+    payload = json.dumps([normalise(p) for p in parts], sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a YAML mapping at the top level")
+    return data
+
+
+def did_you_mean(name: str, options: Any) -> str:
+    """`` (did you mean 'x'?)`` or an empty string."""
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

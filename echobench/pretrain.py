@@ -1,0 +1,204 @@
+"""Pretraining a method on a dataset, or reusing the checkpoint of an identical earlier run.
+
+A checkpoint's identity (its hash) covers everything that changes the weights: method name and version, method
+config, the pretraining config (except knobs that do not change results, such as logging cadence), the dataset's
+content hash and the splits pretrained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from echobench import checkpoint as ckpt
+from echobench.api import ClipBatch, Method
+from echobench.config import PretrainConfig, stable_hash, to_dict
+from echobench.console import console
+from echobench.data.base import VideoDataset
+from echobench.data.decode_cache import DecodeCache
+from echobench.data.loader import ClipDataset, collate_clips
+from echobench.paths import checkpoints_dir
+from echobench.train import TrainLoop
+
+RESULT_NEUTRAL_FIELDS = ("checkpoint_every", "log_every", "num_workers", "device")
+
+
+@dataclass
+class Pretrained:
+    method: Method
+    checkpoint_hash: str
+    folder: Path
+    meta: ckpt.CheckpointMeta
+
+
+def checkpoint_hash(method: Method, pretrain: PretrainConfig, dataset: VideoDataset, splits: tuple[str, ...]) -> str:
+    relevant = {k: v for k, v in to_dict(pretrain).items() if k not in RESULT_NEUTRAL_FIELDS}
+    if not method.trainable:
+        # An untrained encoder depends only on its config and the init seed, not on data or the optimiser.
+        return stable_hash(method.name, method.version, method.config, {"seed": pretrain.seed})
+    return stable_hash(
+        method.name, method.version, method.config, relevant, dataset.name, dataset.content_hash(), list(splits)
+    )
+
+
+def build_method(method_cls: type[Method], config: Any, seed: int) -> Method:
+    torch.manual_seed(seed)
+    return method_cls(config)
+
+
+class _EpochItems(Dataset):
+    """Indexes a :class:`ClipDataset` by ``(epoch, item)`` so the epoch reaches worker processes too."""
+
+    def __init__(self, clips: ClipDataset) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        self.clips.set_epoch(epoch)
+        return self.clips[index]
+
+
+class StepBatches:
+    """Batches as a pure function of ``(seed, step)``: epoch ``e`` visits a permutation drawn from ``(seed, e)``.
+
+    Resuming at step ``s`` therefore yields exactly the batches the uninterrupted run would have seen.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int) -> None:
+        if num_items < batch_size:
+            raise ValueError(f"{num_items} training videos is fewer than pretrain.batch_size={batch_size}")
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_step = start_step
+        self.per_epoch = num_items // batch_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start_step
+        while True:
+            epoch, offset = divmod(step, self.per_epoch)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
+            chunk = order[offset * self.batch_size : (offset + 1) * self.batch_size]
+            yield [(epoch, int(i)) for i in chunk]
+            step += 1
+
+
+def pretrain_data(
+    method: Method, dataset: VideoDataset, cache: DecodeCache, splits: tuple[str, ...], seed: int
+) -> ClipDataset:
+    table = dataset.table[dataset.table["split"].isin(splits)].reset_index(drop=True)
+    mean, std = normalisation(dataset, cache)
+    return ClipDataset(cache, table, method.clip_spec(), mean, std, seed)
+
+
+def normalisation(dataset: VideoDataset, cache: DecodeCache) -> tuple[float, float]:
+    """Mean/std of the training split, the same for every method and protocol."""
+    return cache.stats(list(dataset.split_table("train")["video_id"]))
+
+
+@dataclass
+class Located:
+    """A freshly built method and where its checkpoint lives; ``ready`` when no training is needed."""
+
+    method: Method
+    checkpoint_hash: str
+    folder: Path
+    meta: ckpt.CheckpointMeta | None
+
+    @property
+    def ready(self) -> bool:
+        return not self.method.trainable or (self.meta is not None and self.meta.complete)
+
+
+def locate(
+    method_cls: type[Method], method_config: Any, pretrain: PretrainConfig, dataset: VideoDataset, splits: tuple[str, ...]
+) -> Located:
+    method = build_method(method_cls, method_config, pretrain.seed)
+    key = checkpoint_hash(method, pretrain, dataset, splits)
+    folder = checkpoints_dir() / method.name / key
+    return Located(method, key, folder, ckpt.read_meta(folder))
+
+
+def obtain(
+    located: Located,
+    pretrain: PretrainConfig,
+    dataset: VideoDataset,
+    cache: DecodeCache,
+    splits: tuple[str, ...],
+    sink: Any = None,
+    stop_after: int | None = None,
+) -> Pretrained:
+    """Return the pretrained method, training (or resuming) only when no finished checkpoint matches."""
+    method, key, folder, meta = located.method, located.checkpoint_hash, located.folder, located.meta
+    if meta is not None and meta.complete:
+        ckpt.load_model(folder, method, method=method.name)
+        return Pretrained(method, key, folder, meta)
+
+    pretrained_ids = sorted(dataset.table[dataset.table["split"].isin(splits)]["video_id"])
+    extra = {
+        "checkpoint_hash": key,
+        "pretrain_config": to_dict(pretrain),
+        "dataset": dataset.name,
+        "dataset_hash": dataset.content_hash(),
+        "pretrain_splits": list(splits),
+        "pretrained_videos_hash": stable_hash(pretrained_ids),
+        "num_pretrained_videos": len(pretrained_ids),
+    }
+
+    def make_meta(step: int, complete: bool) -> ckpt.CheckpointMeta:
+        return ckpt.CheckpointMeta(
+            method=method.name,
+            method_version=method.version,
+            method_config=dataclasses.asdict(method.config),
+            step=step,
+            total_steps=pretrain.steps if method.trainable else 0,
+            complete=complete,
+            extra=extra,
+        )
+
+    if not method.trainable:
+        ckpt.save_model(folder, method, make_meta(0, True))
+        return Pretrained(method, key, folder, make_meta(0, True))
+
+    clips = pretrain_data(method, dataset, cache, splits, pretrain.seed)
+
+    def batches(start_step: int) -> Iterator[ClipBatch]:
+        sampler = StepBatches(len(clips), pretrain.batch_size, pretrain.seed, start_step)
+        loader = DataLoader(
+            _EpochItems(clips),
+            batch_sampler=sampler,
+            collate_fn=collate_clips,
+            num_workers=pretrain.num_workers,
+            persistent_workers=pretrain.num_workers > 0,
+        )
+        return iter(loader)
+
+    loop = TrainLoop(
+        model=method,
+        step_fn=method.pretrain_step,
+        config=pretrain,
+        folder=folder,
+        make_meta=make_meta,
+        after_step=method.after_step,
+        no_decay=frozenset(method.no_weight_decay()),
+        sink=sink,
+        description=f"pretrain {method.name}",
+        stop_after=stop_after,
+    )
+    if meta is not None:
+        console.print(f"resuming {method.name} pretraining from step {meta.step}/{pretrain.steps} ({folder})")
+    loop.run(batches)
+    method.eval()
+    final = ckpt.read_meta(folder)
+    assert final is not None
+    return Pretrained(method, key, folder, final)

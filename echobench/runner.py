@@ -1,0 +1,304 @@
+"""``echobench run``: resolve everything, pretrain or reuse, evaluate, track, and write the result.
+
+Every user mistake (unknown names, bad overrides, a task the dataset cannot label) is caught while resolving, before
+any data is decoded or any model trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from echobench import registry
+from echobench.api import ClipSpec, Method
+from echobench.atomic import atomic_path
+from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_set, stable_hash, to_dict
+from echobench.context import ProtocolContext
+from echobench.data.base import VideoDataset
+from echobench.data.decode_cache import DecodeCache
+from echobench.data.tasks import Task, get_task
+from echobench.errors import UserError
+from echobench.pretrain import Pretrained, locate, normalisation, obtain
+from echobench.profiles import profile_overrides
+from echobench.protocols import Family, get_family
+from echobench.protocols.base import ProtocolResult
+from echobench.registry import ProtocolSpec
+from echobench.results import result_path, write_result
+from echobench.tracking import start_run
+
+EVAL_CLIP_FIELDS = {"start", "num_clips", "start_frame"}
+
+
+@dataclass
+class Resolved:
+    """A fully validated run: configs after profile and ``--set``, before any heavy work."""
+
+    method_cls: type[Method]
+    method_config: Any
+    pretrain: PretrainConfig
+    data: DataConfig
+    protocol: ProtocolSpec
+    family: Family
+    protocol_config: Any
+    eval_clips: dict[str, Any]
+    task: Task
+    profile: str
+    overrides: list[str] = field(default_factory=list)
+
+
+def resolve_pretraining(
+    method: str, sets: list[str] | None, profile: str, dataset: str | None = None, data_root: str | None = None
+) -> tuple[type[Method], Any, PretrainConfig, DataConfig, dict[str, dict[str, Any]]]:
+    overrides = parse_set(sets)
+    preset = profile_overrides(profile)
+    method_cls = registry.load_method(method)
+    method_config = apply_overrides(method_cls.Config(), preset.get("method", {}), where=f"profile {profile} method")
+    method_config = apply_overrides(method_config, overrides.get("method", {}), where=f"method {method}")
+    pretrain = apply_overrides(PretrainConfig(), method_cls.pretrain_defaults, where=f"{method} pretrain_defaults")
+    pretrain = apply_overrides(pretrain, preset.get("pretrain", {}), where=f"profile {profile} pretrain")
+    pretrain = apply_overrides(pretrain, overrides.get("pretrain", {}), where="pretrain")
+    data = DataConfig(dataset=dataset or "synthecho", root=data_root)
+    data = apply_overrides(data, overrides.get("data", {}), where="data")
+    return method_cls, method_config, pretrain, data, overrides
+
+
+def resolve(
+    method: str,
+    protocol: str,
+    *,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    task: str | None = None,
+    sets: list[str] | None = None,
+    profile: str = "quick",
+) -> Resolved:
+    method_cls, method_config, pretrain, data, overrides = resolve_pretraining(
+        method, sets, profile, dataset, data_root
+    )
+    spec = registry.load_protocol(protocol)
+    family = get_family(spec.family)
+    protocol_overrides = overrides.get("protocol", {})
+    clip_overrides = {k.split(".", 1)[1]: v for k, v in protocol_overrides.items() if k.startswith("eval_clips.")}
+    unknown_clip = set(clip_overrides) - EVAL_CLIP_FIELDS
+    if unknown_clip:
+        raise UserError(f"protocol.eval_clips has no field {sorted(unknown_clip)[0]!r}; fields: {sorted(EVAL_CLIP_FIELDS)}")
+    eval_clips = {**spec.settings.get("eval_clips", {}), **clip_overrides}
+    config_values = {**spec.settings.get("config", {})}
+    config_values.update({k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.")})
+    protocol_config = family.config_from_dict(config_values)
+    chosen_task = get_task(task or data.task or spec.task)
+    resolved = Resolved(
+        method_cls=method_cls,
+        method_config=method_config,
+        pretrain=pretrain,
+        data=data,
+        protocol=spec,
+        family=family,
+        protocol_config=protocol_config,
+        eval_clips=eval_clips,
+        task=chosen_task,
+        profile=profile,
+        overrides=list(sets or []),
+    )
+    resolved_eval_spec(resolved)
+    return resolved
+
+
+def resolved_eval_spec(resolved: Resolved) -> ClipSpec:
+    cfg = resolved.method_config
+    try:
+        return ClipSpec(frames=cfg.frames, stride=cfg.stride, size=cfg.size, **resolved.eval_clips)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"protocol {resolved.protocol.name}: bad eval_clips {resolved.eval_clips}: {exc}") from None
+
+
+def open_dataset(data: DataConfig) -> VideoDataset:
+    """The named dataset at ``data.root``; SynthEcho is generated into the cache when no root is given."""
+    cls = registry.load_dataset(data.dataset)
+    if data.root is not None:
+        root = Path(data.root).expanduser()
+        if not root.is_dir():
+            raise UserError(f"--data-root {root} is not a folder; point it at the {data.dataset} dataset's root")
+        return cls(root)
+    default = getattr(cls, "default", None)
+    if default is None:
+        raise UserError(f"dataset {data.dataset!r} has no built-in copy; pass --data-root PATH to its folder")
+    return default()
+
+
+def check_clip_fits(dataset: VideoDataset, spec: ClipSpec) -> None:
+    longest = int(dataset.table["num_frames"].max())
+    if spec.span > longest:
+        raise UserError(
+            f"a clip of {spec.frames} frames at stride {spec.stride} spans {spec.span} frames, longer than every "
+            f"video of {dataset.name} (longest {longest}); lower method.frames or method.stride"
+        )
+
+
+def pretrain_tracked(
+    method_cls: type[Method],
+    method_config: Any,
+    pretrain: PretrainConfig,
+    data: DataConfig,
+    dataset: VideoDataset,
+    cache: DecodeCache,
+    profile: str,
+) -> Pretrained:
+    """Pretrain (or resume) inside an MLflow run; a reused finished checkpoint opens no run."""
+    splits = tuple(data.pretrain_splits)
+    located = locate(method_cls, method_config, pretrain, dataset, splits)
+    if located.ready:
+        return obtain(located, pretrain, dataset, cache, splits)
+    params = {"method": to_dict(method_config), "pretrain": to_dict(pretrain), "data": to_dict(data), "profile": profile}
+    tags = {"echobench.kind": "pretrain", "echobench.method": method_cls.name, "echobench.dataset": dataset.name}
+    with start_run("echobench-pretrain", f"{method_cls.name}-{dataset.name}", params, tags) as run:
+        pretrained = obtain(located, pretrain, dataset, cache, splits, sink=run)
+        run.set_tags({"echobench.checkpoint_hash": pretrained.checkpoint_hash, "echobench.checkpoint": str(pretrained.folder)})
+    return pretrained
+
+
+@dataclass
+class Outcome:
+    resolved: Resolved
+    result: ProtocolResult
+    checkpoint_hash: str
+    dataset: str
+    mlflow_run_id: str
+    result_path: Path
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "method": self.resolved.method_cls.name,
+            "protocol": self.resolved.protocol.name,
+            "dataset": self.dataset,
+            "task": self.resolved.task.name,
+            "profile": self.resolved.profile,
+            "metrics": self.result.metrics,
+            "ci95": {k: list(v) for k, v in self.result.ci.items()},
+            "val_metrics": self.result.val_metrics,
+            "chosen": self.result.chosen,
+            "checkpoint_hash": self.checkpoint_hash,
+            "mlflow_run_id": self.mlflow_run_id,
+            "result_path": str(self.result_path),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def execute(resolved: Resolved) -> Outcome:
+    started = time.perf_counter()
+    dataset = open_dataset(resolved.data)
+    resolved.task.targets(dataset.table, dataset.name)
+    eval_spec = resolved_eval_spec(resolved)
+    check_clip_fits(dataset, eval_spec)
+    cache = DecodeCache.build(dataset, resolved.method_config.size)
+    norm = normalisation(dataset, cache)
+    pretrained = pretrain_tracked(
+        resolved.method_cls, resolved.method_config, resolved.pretrain, resolved.data, dataset, cache, resolved.profile
+    )
+    pretrained_splits = set(pretrained.meta.extra.get("pretrain_splits", []))
+    context = ProtocolContext(
+        pretrained=pretrained,
+        dataset=dataset,
+        cache=cache,
+        task=resolved.task,
+        config=resolved.protocol_config,
+        eval_spec=eval_spec,
+        norm=norm,
+        seed=resolved.pretrain.seed,
+    )
+    params = {
+        "method": to_dict(resolved.method_config),
+        "pretrain": to_dict(resolved.pretrain),
+        "protocol": {"name": resolved.protocol.name, "version": resolved.protocol.version, **_config_dict(resolved)},
+        "task": resolved.task.name,
+        "dataset": dataset.name,
+        "profile": resolved.profile,
+        "checkpoint_hash": pretrained.checkpoint_hash,
+    }
+    tags = {
+        "echobench.kind": "evaluation",
+        "echobench.method": resolved.method_cls.name,
+        "echobench.protocol": resolved.protocol.name,
+        "echobench.task": resolved.task.name,
+        "echobench.dataset": dataset.name,
+    }
+    run_name = f"{resolved.method_cls.name}-{resolved.protocol.name}-{resolved.task.name}"
+    with start_run("echobench-eval", run_name, params, tags) as run:
+        result = resolved.family.run(context)
+        run.log_metrics(_tracked_metrics(result))
+        path = result_path(
+            resolved.method_cls.name, pretrained.checkpoint_hash, dataset.name, resolved.protocol.name, resolved.task.name
+        )
+        predictions = path.with_suffix(".predictions.csv")
+        with atomic_path(predictions) as tmp:
+            result.predictions.to_csv(tmp, index=False)
+        run.log_artifact(predictions)
+        seconds = time.perf_counter() - started
+        record = {
+            "method": resolved.method_cls.name,
+            "plugin_version": resolved.method_cls.version,
+            "method_config": to_dict(resolved.method_config),
+            "pretrain_config": to_dict(resolved.pretrain),
+            "profile": resolved.profile,
+            "overrides": resolved.overrides,
+            "checkpoint_hash": pretrained.checkpoint_hash,
+            "pretrained_steps": pretrained.meta.step,
+            "pretrain_splits": sorted(pretrained_splits),
+            "evaluated_on_pretraining_split": "test" in pretrained_splits,
+            "dataset": dataset.name,
+            "dataset_hash": dataset.content_hash(),
+            "split_hashes": {s: dataset.split_hash(s) for s in ("train", "val", "test")},
+            "protocol": resolved.protocol.name,
+            "protocol_version": resolved.protocol.version,
+            "protocol_config": _config_dict(resolved),
+            "eval_clips": resolved.eval_clips,
+            "task": resolved.task.name,
+            "task_version": resolved.task.version,
+            "metrics": result.metrics,
+            "ci95": {k: list(v) for k, v in result.ci.items()},
+            "val_metrics": result.val_metrics,
+            "chosen": result.chosen,
+            "per_seed": result.per_seed,
+            "num_test_videos": len(result.predictions),
+            "mlflow_run_id": run.run_id,
+            "predictions_csv": str(predictions),
+            "seconds": round(seconds, 2),
+            "run_hash": stable_hash(params, resolved.eval_clips),
+        }
+        write_result(path, record)
+        run.log_artifact(path)
+    return Outcome(resolved, result, pretrained.checkpoint_hash, dataset.name, run.run_id, path, seconds)
+
+
+def _config_dict(resolved: Resolved) -> dict[str, Any]:
+    cfg = resolved.protocol_config
+    return to_dict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+
+
+def _tracked_metrics(result: ProtocolResult) -> dict[str, float]:
+    metrics = {f"test_{k}": v for k, v in result.metrics.items()}
+    metrics.update({f"val_{k}": v for k, v in result.val_metrics.items()})
+    for name, (low, high) in result.ci.items():
+        metrics[f"test_{name}_ci_low"] = low
+        metrics[f"test_{name}_ci_high"] = high
+    metrics.update({k: float(v) for k, v in result.chosen.items() if isinstance(v, int | float)})
+    return {k: v for k, v in metrics.items() if pd.notna(v)}
+
+
+def pretrain_only(
+    method: str, sets: list[str] | None, profile: str, dataset: str | None, data_root: str | None
+) -> Pretrained:
+    """``echobench pretrain``: the pretraining half of ``run``, with the same checkpoint reuse."""
+    method_cls, method_config, pretrain, data, overrides = resolve_pretraining(method, sets, profile, dataset, data_root)
+    if overrides.get("protocol"):
+        raise UserError("echobench pretrain takes no protocol.* overrides; use them with echobench run")
+    ds = open_dataset(data)
+    check_clip_fits(ds, ClipSpec(frames=method_config.frames, stride=method_config.stride, size=method_config.size))
+    cache = DecodeCache.build(ds, method_config.size)
+    return pretrain_tracked(method_cls, method_config, pretrain, data, ds, cache, profile)

@@ -1,0 +1,68 @@
+from dataclasses import dataclass
+
+import pytest
+
+from echobench.config import PretrainConfig, apply_overrides, parse_set, stable_hash
+from echobench.errors import UserError
+
+
+def test_parse_set_types_and_sections():
+    parsed = parse_set(["method.mask_ratio=0.75", "pretrain.steps=50", "protocol.ks=[10, 20]", "data.root=/x y"])
+    assert parsed == {
+        "method": {"mask_ratio": 0.75},
+        "pretrain": {"steps": 50},
+        "protocol": {"ks": [10, 20]},
+        "data": {"root": "/x y"},
+    }
+    assert parse_set(["protocol.eval_clips.num_clips=4"]) == {"protocol": {"eval_clips.num_clips": 4}}
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ("steps=50", "expected SECTION.KEY=VALUE"),
+        ("pretrain.steps", "expected SECTION.KEY=VALUE"),
+        ("pretrian.steps=5", "did you mean 'pretrain'"),
+        ("method.=3", "expected SECTION.KEY=VALUE"),
+        ("method.x=[1, 2", "malformed value"),
+    ],
+)
+def test_parse_set_rejects_malformed(item, message):
+    with pytest.raises(UserError, match=message):
+        parse_set([item])
+
+
+def test_apply_overrides_coerces_and_validates():
+    cfg = apply_overrides(PretrainConfig(), {"steps": 50.0, "lr": 1, "betas": [0.8, 0.9], "amp": "off"}, where="pretrain")
+    assert cfg.steps == 50 and isinstance(cfg.steps, int)
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
+    assert cfg.betas == (0.8, 0.9)
+    with pytest.raises(UserError, match="did you mean 'steps'"):
+        apply_overrides(PretrainConfig(), {"step": 5}, where="pretrain")
+    with pytest.raises(UserError, match="must be an integer"):
+        apply_overrides(PretrainConfig(), {"steps": "many"}, where="pretrain")
+    with pytest.raises(UserError, match="must be one of"):
+        apply_overrides(PretrainConfig(), {"amp": "fp8"}, where="pretrain")
+    with pytest.raises(UserError, match="needs 2 values"):
+        apply_overrides(PretrainConfig(), {"betas": [0.9]}, where="pretrain")
+
+
+@dataclass
+class _Cfg:
+    a: int = 1
+    b: str | None = None
+
+
+def test_optional_fields_and_hash_stability():
+    assert apply_overrides(_Cfg(), {"b": None}, where="x").b is None
+    assert apply_overrides(_Cfg(), {"b": 3}, where="x").b == "3"
+    assert stable_hash(_Cfg()) == stable_hash(_Cfg())
+    assert stable_hash({"x": 1, "y": 2}) == stable_hash({"y": 2, "x": 1})
+    assert stable_hash(_Cfg(a=2)) != stable_hash(_Cfg())
+    assert len(stable_hash("x")) == 16
+
+
+def test_effective_lr_linear_scaling():
+    assert PretrainConfig(lr=1.5e-4, batch_size=256).effective_lr == pytest.approx(1.5e-4)
+    assert PretrainConfig(lr=1.5e-4, batch_size=64).effective_lr == pytest.approx(1.5e-4 / 4)
+    assert PretrainConfig(lr=1e-3, batch_size=8, lr_scaling="none").effective_lr == 1e-3
