@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from echobench import checkpoint as ckpt
 from echobench.api import ClipBatch, Method
@@ -23,7 +21,7 @@ from echobench.config import PretrainConfig, stable_hash, to_dict
 from echobench.console import console
 from echobench.data.base import VideoDataset
 from echobench.data.decode_cache import DecodeCache
-from echobench.data.loader import ClipDataset, collate_clips
+from echobench.data.loader import ClipDataset, step_batches
 from echobench.paths import checkpoints_dir
 from echobench.train import TrainLoop
 
@@ -51,46 +49,6 @@ def checkpoint_hash(method: Method, pretrain: PretrainConfig, dataset: VideoData
 def build_method(method_cls: type[Method], config: Any, seed: int) -> Method:
     torch.manual_seed(seed)
     return method_cls(config)
-
-
-class _EpochItems(Dataset):
-    """Indexes a :class:`ClipDataset` by ``(epoch, item)`` so the epoch reaches worker processes too."""
-
-    def __init__(self, clips: ClipDataset) -> None:
-        self.clips = clips
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        self.clips.set_epoch(epoch)
-        return self.clips[index]
-
-
-class StepBatches:
-    """Batches as a pure function of ``(seed, step)``: epoch ``e`` visits a permutation drawn from ``(seed, e)``.
-
-    Resuming at step ``s`` therefore yields exactly the batches the uninterrupted run would have seen.
-    """
-
-    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int) -> None:
-        if num_items < batch_size:
-            raise ValueError(f"{num_items} training videos is fewer than pretrain.batch_size={batch_size}")
-        self.num_items = num_items
-        self.batch_size = batch_size
-        self.seed = seed
-        self.start_step = start_step
-        self.per_epoch = num_items // batch_size
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        step = self.start_step
-        while True:
-            epoch, offset = divmod(step, self.per_epoch)
-            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
-            chunk = order[offset * self.batch_size : (offset + 1) * self.batch_size]
-            yield [(epoch, int(i)) for i in chunk]
-            step += 1
 
 
 def pretrain_data(
@@ -173,15 +131,7 @@ def obtain(
     clips = pretrain_data(method, dataset, cache, splits, pretrain.seed)
 
     def batches(start_step: int) -> Iterator[ClipBatch]:
-        sampler = StepBatches(len(clips), pretrain.batch_size, pretrain.seed, start_step)
-        loader = DataLoader(
-            _EpochItems(clips),
-            batch_sampler=sampler,
-            collate_fn=collate_clips,
-            num_workers=pretrain.num_workers,
-            persistent_workers=pretrain.num_workers > 0,
-        )
-        return iter(loader)
+        return step_batches(clips, pretrain.batch_size, pretrain.seed, start_step, pretrain.num_workers)
 
     loop = TrainLoop(
         model=method,

@@ -15,7 +15,7 @@ from echobench.errors import UserError
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "method": {"model": "vit_tiny", "frames": 16, "stride": 4, "size": 64, "patch": 8, "tubelet": 4},
-        "pretrain": {"steps": 300, "batch_size": 16, "lr": 1e-3, "lr_scaling": "none", "checkpoint_every": 100},
+        "pretrain": {"steps": 300, "batch_size": 8, "lr": 1e-3, "lr_scaling": "none", "checkpoint_every": 100},
     },
     "paper": {},
 }

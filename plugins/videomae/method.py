@@ -23,9 +23,9 @@ from echobench.models.vit import VideoViT
 class VideoMAEConfig(MethodConfig):
     model: str = "vit_small"
     mask_ratio: float = 0.9
-    decoder_dim: int = 192
+    decoder_dim: int | None = None
     decoder_depth: int = 4
-    decoder_heads: int = 3
+    decoder_heads: int | None = None
     norm_pix_loss: bool = True
     drop_path: float = 0.0
 
@@ -55,11 +55,14 @@ class VideoMAE(Method):
             pos="sincos",
             drop_path=config.drop_path,
         )
+        # VideoMAE's decoders are half the encoder's width (192 for ViT-S, 384 for ViT-B) with 64-wide heads.
+        decoder_dim = config.decoder_dim or self.encoder.embed_dim // 2
+        decoder_heads = config.decoder_heads or max(1, decoder_dim // 64)
         self.decoder = MAEDecoder(
             encoder_dim=self.encoder.embed_dim,
-            decoder_dim=config.decoder_dim,
+            decoder_dim=decoder_dim,
             depth=config.decoder_depth,
-            num_heads=config.decoder_heads,
+            num_heads=decoder_heads,
             num_patches=self.encoder.num_patches,
             out_dim=config.tubelet * config.patch * config.patch * config.in_chans,
         )

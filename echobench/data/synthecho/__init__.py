@@ -10,6 +10,7 @@ from pathlib import Path
 
 from echobench.data.echonet import EchoNetDynamic
 from echobench.data.synthecho.generate import DEFAULT_FRAMES, DEFAULT_VIDEOS, SYNTHECHO_VERSION, synthesize
+from echobench.data.synthecho.writer import read_manifest
 from echobench.paths import data_dir
 
 __all__ = ["SynthEchoDataset", "default_root", "synthesize", "synthesize_cli"]
@@ -25,9 +26,10 @@ class SynthEchoDataset(EchoNetDynamic):
 
     @classmethod
     def default(cls) -> SynthEchoDataset:
-        """The cached copy, generated with the default size on first use."""
+        """The cached copy, generated with the default size on first use or when the generator's version changed."""
         root = default_root()
-        if not root.is_dir():
+        manifest = read_manifest(root)
+        if manifest is None or str(manifest.get("version")) != SYNTHECHO_VERSION:
             synthesize(root, videos=DEFAULT_VIDEOS, seed=0, frames=DEFAULT_FRAMES)
         return cls(root)
 

@@ -1,0 +1,213 @@
+"""Torch datasets over the decode cache: random training clips and the deterministic clips used for encoding.
+
+The hot path is memmap slice → ``torch.from_numpy`` → float → normalise; videos are never decoded here. Every
+random draw of item ``i`` in epoch ``e`` comes from ``np.random.default_rng([seed, e, i])``, so clips are
+identical whatever ``num_workers`` is and a resumed run can replay any epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from echobench.api import ClipBatch, ClipSpec
+from echobench.data.decode_cache import DecodeCache
+from echobench.data.sampling import clip_indices
+from echobench.errors import UserError
+
+_TRAIN_STARTS = ("random", "fixed", "ed_es")
+_EVAL_STARTS = ("fixed", "evenly", "all", "ed_es")
+
+
+@dataclass
+class ClipSample:
+    """One training item: ``views`` holds ``clips_per_video`` tensors ``(1, T, H, W)``; ``frame_indices`` ``(V, T)``.
+
+    ``ed_es`` is set only when the clip spec ``needs_ed_es``.
+    """
+
+    views: list[torch.Tensor]
+    frame_indices: np.ndarray
+    fps: float
+    video_id: str
+    ed_es: tuple[int, int] | None
+
+
+class _CacheClips:
+    """What both datasets share: the table's columns as arrays, normalisation, and reading clips from the cache."""
+
+    def __init__(self, cache: DecodeCache, table: pd.DataFrame, spec: ClipSpec, mean: float, std: float) -> None:
+        if spec.size != cache.size:
+            raise ValueError(f"clip size {spec.size} differs from the decode cache's size {cache.size}")
+        absent = [v for v in table["video_id"] if v not in cache]
+        if absent:
+            raise UserError(
+                f"video {absent[0]!r} is not in decode cache {cache.folder}; rebuild the cache for this dataset"
+            )
+        self.cache, self.spec = cache, spec
+        self.video_ids: list[str] = [str(v) for v in table["video_id"]]
+        self.fps = table["fps"].to_numpy(np.float64)
+        self.ed_es = table[["ed_frame", "es_frame"]].to_numpy(np.int64)
+        if spec.start == "ed_es":
+            unknown = np.flatnonzero(self.ed_es.min(axis=1) < 0)
+            if len(unknown):
+                raise UserError(
+                    f"video {self.video_ids[unknown[0]]!r} ({len(unknown)} in all) has no ED/ES frames but the clip "
+                    "spec samples between them; drop such videos or use a dataset with LV tracings"
+                )
+        # (x / 255 - mean) / std == x * scale - shift: one multiply and one subtract on the float tensor.
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = mean / std
+
+    def indices(self, row: int, rng: np.random.Generator | None, count: int = 1) -> np.ndarray:
+        ed, es = self.ed_es[row]
+        num_frames = self.cache.num_frames(self.video_ids[row])
+        return clip_indices(num_frames, self.spec, rng, ed_es=(int(ed), int(es)), count=count)
+
+    def clips(self, row: int, indices: np.ndarray) -> torch.Tensor:
+        """Normalised clips ``(len(indices), 1, T, H, W)`` float32 for index rows ``(V, T)``."""
+        frames = self.cache.video(self.video_ids[row])[indices.reshape(-1)]
+        clips = torch.from_numpy(frames).to(torch.float32).mul_(self.scale).sub_(self.shift)
+        return clips.view(len(indices), 1, self.spec.frames, self.spec.size, self.spec.size)
+
+
+class ClipDataset(Dataset[ClipSample]):
+    """Training clips: per video, ``spec.clips_per_video`` clips with independent random starts (or the ED→ES clip,
+    or the fixed-start clip, repeated ``clips_per_video`` times)."""
+
+    def __init__(
+        self, cache: DecodeCache, table: pd.DataFrame, spec: ClipSpec, mean: float, std: float, seed: int
+    ) -> None:
+        if spec.start not in _TRAIN_STARTS:
+            raise ValueError(f"training clips use start in {_TRAIN_STARTS}, not {spec.start!r}; see EvalClipDataset")
+        self._clips = _CacheClips(cache, table, spec, mean, std)
+        self.spec, self.seed, self.epoch = spec, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws (starts and order) items use."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self._clips.video_ids)
+
+    def __getitem__(self, i: int) -> ClipSample:
+        spec, clips = self.spec, self._clips
+        if spec.start == "random":
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            indices = clips.indices(i, rng, count=spec.clips_per_video)
+        else:
+            indices = np.repeat(clips.indices(i, None), spec.clips_per_video, axis=0)
+        ed, es = clips.ed_es[i]
+        return ClipSample(
+            views=list(clips.clips(i, indices)),
+            frame_indices=indices,
+            fps=float(clips.fps[i]),
+            video_id=clips.video_ids[i],
+            ed_es=(int(ed), int(es)) if spec.needs_ed_es else None,
+        )
+
+
+def collate_clips(samples: list[ClipSample]) -> ClipBatch:
+    """Stack training samples into a :class:`ClipBatch` (``ed_es`` filled when the samples carry it)."""
+    views = [torch.stack(view) for view in zip(*(s.views for s in samples), strict=True)]
+    ed_es = None if samples[0].ed_es is None else torch.tensor([s.ed_es for s in samples], dtype=torch.long)
+    return ClipBatch(
+        views=views,
+        frame_indices=torch.from_numpy(np.stack([s.frame_indices for s in samples])),
+        fps=torch.tensor([s.fps for s in samples], dtype=torch.float32),
+        video_ids=[s.video_id for s in samples],
+        ed_es=ed_es,
+    )
+
+
+class StepBatches(Sampler[list[tuple[int, int]]]):
+    """Batches as a pure function of ``(seed, step)``: epoch ``e`` visits a permutation drawn from ``(seed, e)``.
+
+    Items are ``(epoch, index)`` keys for :class:`EpochItems`. Resuming at step ``s`` yields exactly the batches the
+    uninterrupted run would have seen, and the training loop counts steps, not epochs.
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int = 0) -> None:
+        if num_items < batch_size:
+            raise UserError(
+                f"the training split has {num_items} videos, fewer than one batch of {batch_size}; "
+                "lower pretrain.batch_size or add videos"
+            )
+        self.num_items = num_items
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_step = start_step
+        self.per_epoch = num_items // batch_size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start_step
+        while True:
+            epoch, offset = divmod(step, self.per_epoch)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
+            chunk = order[offset * self.batch_size : (offset + 1) * self.batch_size]
+            yield [(epoch, int(i)) for i in chunk]
+            step += 1
+
+
+class EpochItems(Dataset[ClipSample]):
+    """Indexes a :class:`ClipDataset` by ``(epoch, item)`` so the epoch reaches (persistent) worker processes."""
+
+    def __init__(self, clips: ClipDataset) -> None:
+        self.clips = clips
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> ClipSample:
+        epoch, index = key
+        self.clips.set_epoch(epoch)
+        return self.clips[index]
+
+
+def step_batches(clips: ClipDataset, batch_size: int, seed: int, start_step: int, num_workers: int) -> Iterator[ClipBatch]:
+    """Training batches from ``start_step`` on, forever."""
+    loader = DataLoader(
+        EpochItems(clips),
+        batch_sampler=StepBatches(len(clips), batch_size, seed, start_step),
+        collate_fn=collate_clips,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+    return iter(loader)
+
+
+class EvalClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
+    """Every deterministic clip of every video (``fixed``/``evenly``/``all``/``ed_es``), for encoding.
+
+    Item ``k`` is ``(clip (1, T, H, W), video_row, clip_number)``: ``video_row`` is the video's row in ``table``,
+    ``clip_number`` its clip's rank within the video.
+    """
+
+    def __init__(self, cache: DecodeCache, table: pd.DataFrame, spec: ClipSpec, mean: float, std: float) -> None:
+        if spec.start not in _EVAL_STARTS:
+            raise ValueError(f"evaluation clips use start in {_EVAL_STARTS}, not {spec.start!r}")
+        self._clips = _CacheClips(cache, table, spec, mean, std)
+        per_video = [self._clips.indices(row, None) for row in range(len(table))]
+        self.video_rows = np.repeat(np.arange(len(table)), [len(p) for p in per_video])
+        self.clip_numbers = np.concatenate([np.arange(len(p)) for p in per_video]) if per_video else np.zeros(0, int)
+        self.frame_indices = np.concatenate(per_video) if per_video else np.zeros((0, spec.frames), np.int64)
+
+    def __len__(self) -> int:
+        return len(self.video_rows)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int, int]:
+        row = int(self.video_rows[k])
+        return self._clips.clips(row, self.frame_indices[k : k + 1])[0], row, int(self.clip_numbers[k])
+
+
+def collate_eval(
+    samples: list[tuple[torch.Tensor, int, int]],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(clips (B, 1, T, H, W), video_rows (B,), clip_numbers (B,))``."""
+    clips, rows, numbers = zip(*samples, strict=True)
+    return torch.stack(clips), torch.tensor(rows, dtype=torch.long), torch.tensor(numbers, dtype=torch.long)

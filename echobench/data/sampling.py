@@ -1,0 +1,68 @@
+"""Clip sampling: which source frames make up each clip of a video, per :class:`echobench.api.ClipSpec`.
+
+A clip starting at ``s`` takes frames ``s, s + stride, …, s + (frames - 1) * stride`` (``spec.span`` frames of the
+source). Indices past the end of a video shorter than the span are clamped to its last frame, i.e. the last frame is
+repeated: every video stays usable at every clip length, as with padding, but the padding is real image content
+(a black pad would be an artefact the model could key on).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from echobench.api import ClipSpec
+from echobench.errors import UserError
+
+
+def clip_starts(num_frames: int, spec: ClipSpec, rng: np.random.Generator | None = None, count: int = 1) -> np.ndarray:
+    """Start frames of the clips of one video (not used by ``ed_es``, whose clips are not strided).
+
+    - ``random``: ``count`` starts drawn uniformly from ``[0, max(0, n - span)]``.
+    - ``fixed``: ``spec.start_frame``, moved back to ``n - span`` when the clip would run past the end (so a long
+      enough video always gives a clip of distinct frames).
+    - ``evenly``: ``spec.num_clips`` starts ``round(linspace(0, max(0, n - span), num_clips))``.
+    - ``all``: ``0, frames * stride, 2 * frames * stride, …`` while ``start + span <= n``; at least ``[0]``.
+      The spacing ``frames * stride`` makes consecutive clips tile the video on one stride lattice.
+    """
+    last_start = max(0, num_frames - spec.span)
+    match spec.start:
+        case "random":
+            if rng is None:
+                raise ValueError("random clip starts need a numpy Generator")
+            return rng.integers(0, last_start + 1, size=count, dtype=np.int64)
+        case "fixed":
+            return np.array([min(spec.start_frame, last_start)], dtype=np.int64)
+        case "evenly":
+            return np.rint(np.linspace(0, last_start, spec.num_clips)).astype(np.int64)
+        case "all":
+            starts = np.arange(0, num_frames - spec.span + 1, spec.frames * spec.stride, dtype=np.int64)
+            return starts if len(starts) else np.zeros(1, dtype=np.int64)
+        case _:
+            raise ValueError(f"clip_starts does not handle start mode {spec.start!r}")
+
+
+def clip_indices(
+    num_frames: int,
+    spec: ClipSpec,
+    rng: np.random.Generator | None = None,
+    ed_es: tuple[int, int] | None = None,
+    count: int = 1,
+) -> np.ndarray:
+    """Source frame indices ``(num_clips, spec.frames)`` int64 of one video's clips (see :func:`clip_starts`).
+
+    ``ed_es`` mode: one clip of ``spec.frames`` indices ``round(linspace(ed, es, frames))`` (ED first, so the clip
+    always shows contraction); raises :class:`UserError` when ED/ES are unknown (-1 or None).
+    """
+    if num_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {num_frames}")
+    if spec.start == "ed_es":
+        if ed_es is None or min(ed_es) < 0:
+            raise UserError(
+                "this clip spec samples between end-diastole and end-systole, but the video has no ED/ES frames; "
+                "use a dataset with LV tracings (or EDFrame/ESFrame columns)"
+            )
+        indices = np.rint(np.linspace(ed_es[0], ed_es[1], spec.frames))[None].astype(np.int64)
+    else:
+        offsets = np.arange(spec.frames, dtype=np.int64) * spec.stride
+        indices = clip_starts(num_frames, spec, rng, count)[:, None] + offsets
+    return np.minimum(indices, num_frames - 1)

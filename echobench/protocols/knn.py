@@ -1,0 +1,271 @@
+"""DINO weighted k-nearest-neighbour protocol on frozen features (FAISS).
+
+Features are L2-normalised so that cosine similarity is an inner product (``IndexFlatIP``; a GPU index when
+FAISS is built with GPU support and CUDA is available). A neighbour with similarity ``s`` votes with weight
+``exp(s / T)``: for classification a class's score is the summed weight of its neighbours, normalised over
+classes (the positive class's share is the AUROC score); for regression the prediction is the weighted mean
+of the neighbours' targets. One search at the largest ``k`` serves every ``k`` of the grid, because FAISS
+returns neighbours sorted by similarity.
+
+Every clip is scored alone; a video's output aggregates its clips: ``mean`` averages class scores (or
+regression predictions) over clips, ``any`` (DISCOVER's paper rule, binary only) calls a video positive when
+any clip is predicted positive and scores it by the largest clip score.
+
+Variants: ``standard`` (the bank is the training split; ``k`` is chosen on validation by the task's primary
+metric, ties going to the smaller ``k``; test is queried once with that ``k``) and ``discover_code`` (the
+DISCOVER code: the bank is the validation split, ``k`` = 10, no selection, so no validation metrics).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import faiss
+import numpy as np
+import pandas as pd
+import torch
+
+from echobench.config import did_you_mean
+from echobench.data.tasks import Task
+from echobench.errors import UserError
+from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
+from echobench.protocols.base import FeatureSet, ProtocolResult
+
+DISCOVER_CODE_K = 10
+# faiss-gpu's brute-force search returns at most this many neighbours per query.
+_GPU_MAX_K = 2048
+_CPU_DATABASE_BLOCK = 8192
+
+Aggregate = Literal["mean", "any"]
+Variant = Literal["standard", "discover_code"]
+_AGGREGATES: tuple[str, ...] = ("mean", "any")
+_VARIANTS: tuple[str, ...] = ("standard", "discover_code")
+
+
+@dataclass
+class KnnConfig:
+    """Protocol settings; field names match ``protocols/knn.yaml``."""
+
+    ks: tuple[int, ...] = (10, 20, 50, 100, 200)
+    temperature: float = 0.07
+    aggregate: Aggregate = "mean"
+    variant: Variant = "standard"
+    ci_resamples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        ks = (self.ks,) if isinstance(self.ks, int) else tuple(self.ks)
+        if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+            raise UserError(f"knn: ks must be a non-empty list of positive integers, got {self.ks!r}")
+        self.ks = ks
+        if not self.temperature > 0:
+            raise UserError(f"knn: temperature must be > 0, got {self.temperature!r}")
+        _check_choice("aggregate", self.aggregate, _AGGREGATES)
+        _check_choice("variant", self.variant, _VARIANTS)
+        if self.ci_resamples < 0:
+            raise UserError(f"knn: ci_resamples must be >= 0 (0 = no intervals), got {self.ci_resamples}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> KnnConfig:
+        """Build from a mapping (the ``config`` block of the YAML spec); unknown keys are a :class:`UserError`."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in known:
+                hint = did_you_mean(key, known)
+                raise UserError(f"knn: unknown setting {key!r}{hint}; known settings: {', '.join(known)}")
+        return cls(**values)
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"knn: {name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def cosine_topk(bank: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarities ``(n_queries, k)`` and bank indices of each query's ``k`` nearest bank rows.
+
+    Rows are sorted by decreasing similarity. ``k`` must not exceed the bank size.
+    """
+    bank_n = _l2_normalised(bank)
+    index = _flat_ip_index(bank_n.shape[1], k)
+    index.add(bank_n)
+    with _blas_database_block(_CPU_DATABASE_BLOCK):
+        sims, idx = index.search(_l2_normalised(queries), k)
+    return sims, idx
+
+
+@contextlib.contextmanager
+def _blas_database_block(rows: int) -> Iterator[None]:
+    """Let FAISS's CPU search multiply queries against ``rows`` bank rows per BLAS call, then restore.
+
+    FAISS's default (1,024) makes many small GEMMs each followed by a heap pass; at a 100k x 384 bank and
+    k = 200, 8,192 rows cut CPU time by about a third (benchmarks/knn_faiss_vs_sklearn.py). The block of
+    distances is at most 4,096 queries x ``rows`` float32 (128 MiB).
+    """
+    previous = faiss.cvar.distance_compute_blas_database_bs
+    faiss.cvar.distance_compute_blas_database_bs = rows
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_database_bs = previous
+
+
+def _l2_normalised(x: np.ndarray) -> np.ndarray:
+    out = np.array(x, dtype=np.float32, order="C", copy=True)
+    faiss.normalize_L2(out)
+    return out
+
+
+def _flat_ip_index(dim: int, k: int) -> faiss.Index:
+    if k <= _GPU_MAX_K and faiss_gpu_available():
+        return faiss.GpuIndexFlatIP(_gpu_resources(), dim)
+    return faiss.IndexFlatIP(dim)
+
+
+def faiss_gpu_available() -> bool:
+    """Whether FAISS was built with GPU support and a CUDA device is usable."""
+    return hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0 and torch.cuda.is_available()
+
+
+@functools.cache
+def _gpu_resources() -> Any:
+    # One resource object per process: creating it allocates scratch GPU memory.
+    return faiss.StandardGpuResources()
+
+
+@dataclass
+class _VideoOutputs:
+    """Per-video outputs for every ``k`` of a grid: columns follow the grid."""
+
+    prediction: np.ndarray
+    score: np.ndarray | None
+
+
+def run_knn(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, config: KnnConfig) -> ProtocolResult:
+    """Weighted kNN evaluation of frozen features; see the module docstring for the two variants."""
+    _check_inputs(train, val, test, task, config)
+    if config.variant == "standard":
+        bank = train
+        ks = sorted({min(k, len(bank.features)) for k in config.ks})
+        val_out = _predict(bank, val, ks, task, config)
+        per_k = [_metrics(val.targets, val_out, i) for i in range(len(ks))]
+        best = _select(per_k, task)
+        k = ks[best]
+        val_metrics = per_k[best]
+        chosen: dict[str, float | int | str] = {"k": k, "bank": "train"}
+        for kk, m in zip(ks, per_k, strict=True):
+            chosen[f"val_{task.primary_metric}@k={kk}"] = m[task.primary_metric]
+    else:
+        bank = val
+        k = min(DISCOVER_CODE_K, len(bank.features))
+        val_metrics = {}
+        chosen = {"k": k, "bank": "val"}
+    # Test is queried once, after k is fixed on validation.
+    test_out = _predict(bank, test, [k], task, config)
+    metrics = _metrics(test.targets, test_out, 0)
+    ci = _intervals(test.targets, test_out, config.ci_resamples, config.seed)
+    return ProtocolResult(
+        metrics=metrics,
+        ci=ci,
+        chosen=chosen,
+        val_metrics=val_metrics,
+        predictions=_predictions_frame(test, test_out),
+    )
+
+
+def _predict(bank: FeatureSet, queries: FeatureSet, ks: list[int], task: Task, config: KnnConfig) -> _VideoOutputs:
+    """Per-video predictions of ``queries`` for every ``k`` in ``ks`` (ascending) from one search."""
+    sims, idx = cosine_topk(bank.features, queries.features, max(ks))
+    neighbour_targets = bank.targets[bank.clip_video][idx]
+    # Shifting by the row maximum rescales a query's weights uniformly (shares and weighted means are
+    # unchanged) and keeps exp finite for small temperatures.
+    weights = np.exp((sims.astype(np.float64) - sims.max(axis=1, keepdims=True)) / config.temperature)
+    columns = np.asarray(ks) - 1
+    if not task.is_classification:
+        cum_w = np.cumsum(weights, axis=1)[:, columns]
+        cum_wy = np.cumsum(weights * neighbour_targets, axis=1)[:, columns]
+        return _VideoOutputs(_video_mean(cum_wy / cum_w, queries), None)
+    votes = weights[:, :, None] * (neighbour_targets[:, :, None] == np.arange(len(task.classes)))
+    class_scores = np.cumsum(votes, axis=1)[:, columns]
+    shares = class_scores / class_scores.sum(axis=2, keepdims=True)
+    if config.aggregate == "mean":
+        video_shares = _video_mean(shares, queries)
+        return _VideoOutputs(video_shares.argmax(axis=2), video_shares[:, :, 1])
+    clip_positive = (shares.argmax(axis=2) == 1).astype(np.int64)
+    return _VideoOutputs(_video_max(clip_positive, queries), _video_max(shares[:, :, 1], queries))
+
+
+def _video_mean(clip_values: np.ndarray, fs: FeatureSet) -> np.ndarray:
+    sums = np.zeros((fs.num_videos, *clip_values.shape[1:]))
+    np.add.at(sums, fs.clip_video, clip_values)
+    counts = np.bincount(fs.clip_video, minlength=fs.num_videos)
+    return sums / counts.reshape(-1, *([1] * (clip_values.ndim - 1)))
+
+
+def _video_max(clip_values: np.ndarray, fs: FeatureSet) -> np.ndarray:
+    out = np.full((fs.num_videos, *clip_values.shape[1:]), -np.inf)
+    np.maximum.at(out, fs.clip_video, clip_values)
+    return out.astype(clip_values.dtype)
+
+
+def _metrics(targets: np.ndarray, out: _VideoOutputs, column: int) -> dict[str, float]:
+    if out.score is None:
+        return regression_metrics(targets, out.prediction[:, column])
+    return classification_metrics(targets, out.prediction[:, column], out.score[:, column])
+
+
+def _select(per_k: list[dict[str, float]], task: Task) -> int:
+    """Index of the best ``k`` by the primary metric; the first (smallest ``k``) among ties; NaN is worst."""
+    values = np.array([m[task.primary_metric] for m in per_k])
+    signed = values if task.higher_is_better else -values
+    return int(np.argmax(np.nan_to_num(signed, nan=-np.inf)))
+
+
+def _intervals(targets: np.ndarray, out: _VideoOutputs, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
+    if resamples == 0:
+        return {}
+    if out.score is None:
+        fn, arrays = regression_metrics, (targets, out.prediction[:, 0])
+    else:
+        fn, arrays = classification_metrics, (targets, out.prediction[:, 0], out.score[:, 0])
+    return bootstrap_ci(fn, arrays, n_resamples=resamples, seed=seed)
+
+
+def _predictions_frame(test: FeatureSet, out: _VideoOutputs) -> pd.DataFrame:
+    frame = pd.DataFrame(
+        {"video_id": list(test.video_ids), "target": test.targets, "prediction": out.prediction[:, 0]}
+    )
+    if out.score is not None:
+        frame["score"] = out.score[:, 0]
+    return frame
+
+
+def _check_inputs(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, config: KnnConfig) -> None:
+    splits = {"train": train, "val": val, "test": test}
+    dims = {name: fs.features.shape[1] for name, fs in splits.items()}
+    if len(set(dims.values())) != 1:
+        raise UserError(f"knn: feature dimensions differ between splits {dims}; re-encode all splits")
+    for name, fs in splits.items():
+        if fs.num_videos == 0 or len(fs.features) == 0:
+            raise UserError(f"knn: split {name} is empty; the dataset needs train, val and test videos")
+        counts = np.bincount(fs.clip_video, minlength=fs.num_videos)
+        if len(counts) != fs.num_videos or (counts == 0).any():
+            raise UserError(f"knn: split {name} has videos without clips (or clips of unknown videos)")
+        _check_targets(name, fs.targets, task)
+    if config.aggregate == "any" and (not task.is_classification or len(task.classes) != 2):
+        raise UserError(f"knn: aggregate 'any' needs a binary classification task, {task.name} is not one")
+
+
+def _check_targets(split: str, targets: np.ndarray, task: Task) -> None:
+    if task.is_classification:
+        ok = np.issubdtype(targets.dtype, np.integer) and ((targets >= 0) & (targets < len(task.classes))).all()
+        if not ok:
+            last = len(task.classes) - 1
+            raise UserError(f"knn: {split} targets of task {task.name} must be class indices 0..{last}")
+    elif not np.isfinite(targets.astype(np.float64)).all():
+        raise UserError(f"knn: {split} has missing targets for task {task.name}; drop unlabeled videos first")

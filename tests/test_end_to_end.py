@@ -1,0 +1,74 @@
+"""The vertical slice through the real CLI: SynthEcho → decode cache → pretrain → embeddings → kNN → MLflow + JSON."""
+
+import json
+import sys
+
+import pytest
+
+from echobench.cli import main
+from echobench.data.synthecho import synthesize
+
+TINY = [
+    "--set", "method.model=vit_tiny", "--set", "method.frames=4", "--set", "method.stride=2",
+    "--set", "method.size=32", "--set", "method.patch=8", "--set", "method.tubelet=2",
+    "--set", "pretrain.steps=4", "--set", "pretrain.batch_size=4", "--set", "protocol.ci_resamples=200",
+]
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("synth") / "se", videos=40, seed=0, frames=24, progress=False)
+
+
+def run_json(monkeypatch, capsys, root, method, *extra):
+    argv = ["echobench", "run", "--method", method, "--protocol", "knn", "--dataset", "synthecho",
+            "--data-root", str(root), "--json", *TINY, *extra]
+    monkeypatch.setattr(sys, "argv", argv)
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    out = capsys.readouterr().out
+    return json.loads(out)
+
+
+def mlflow_runs(home, experiment):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    found = client.get_experiment_by_name(experiment)
+    return [] if found is None else client.search_runs([found.experiment_id])
+
+
+def test_run_json_results_and_tracking(monkeypatch, capsys, synth_root, isolated_home):
+    results = {m: run_json(monkeypatch, capsys, synth_root, m) for m in ("videomae", "random_init")}
+    for method, summary in results.items():
+        assert summary["method"] == method and summary["protocol"] == "knn" and summary["task"] == "ef_anomaly"
+        assert summary["dataset"] == "synthecho"
+        assert set(summary["metrics"]) >= {"accuracy", "balanced_accuracy", "auroc", "f1"}
+        assert summary["chosen"]["k"] >= 1
+        record = json.loads(open(summary["result_path"]).read())
+        assert summary["result_path"].endswith(f"results/{method}/{summary['checkpoint_hash']}/synthecho/knn-ef_anomaly.json")
+        assert record["checkpoint_hash"] == summary["checkpoint_hash"]
+        assert record["metrics"]["balanced_accuracy"] == summary["metrics"]["balanced_accuracy"]
+        assert record["evaluated_on_pretraining_split"] is False
+        assert {"git_commit", "environment", "echobench_version", "split_hashes", "plugin_version"} <= set(record)
+    evaluations = mlflow_runs(isolated_home, "echobench-eval")
+    assert {r.info.run_id for r in evaluations} == {s["mlflow_run_id"] for s in results.values()}
+    assert all(r.info.status == "FINISHED" for r in evaluations)
+    pretraining = mlflow_runs(isolated_home, "echobench-pretrain")
+    assert len(pretraining) == 1 and "loss" in pretraining[0].data.metrics
+
+    warm = run_json(monkeypatch, capsys, synth_root, "videomae")
+    assert warm["metrics"] == results["videomae"]["metrics"]
+    assert len(mlflow_runs(isolated_home, "echobench-pretrain")) == 1
+
+
+def test_two_cold_runs_give_identical_metrics(monkeypatch, capsys, synth_root, tmp_path):
+    outcomes = []
+    for name in ("first", "second"):
+        monkeypatch.setenv("ECHOBENCH_HOME", str(tmp_path / name))
+        outcomes.append(run_json(monkeypatch, capsys, synth_root, "videomae", "--task", "ef"))
+    assert outcomes[0]["checkpoint_hash"] == outcomes[1]["checkpoint_hash"]
+    assert outcomes[0]["metrics"] == outcomes[1]["metrics"]
+    assert outcomes[0]["chosen"] == outcomes[1]["chosen"]

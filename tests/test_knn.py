@@ -1,0 +1,228 @@
+"""Weighted kNN protocol: hand-computed votes, k grid and selection, aggregation, variants, config."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from echobench.data.tasks import get_task
+from echobench.errors import UserError
+from echobench.metrics import bootstrap_ci, classification_metrics
+from echobench.protocols.base import FeatureSet
+from echobench.protocols.knn import KnnConfig, cosine_topk, run_knn
+
+T = 0.07
+SPEC = Path(__file__).resolve().parents[1] / "protocols" / "knn.yaml"
+
+
+def _at(degrees: list[float], radius: float = 1.0) -> np.ndarray:
+    """2-D points at the given angles; cosine similarity between them is cos(angle difference)."""
+    rad = np.deg2rad(degrees)
+    return (radius * np.stack([np.cos(rad), np.sin(rad)], axis=1)).astype(np.float32)
+
+
+def _videos(features: np.ndarray, targets: list, clip_video: list[int] | None = None) -> FeatureSet:
+    """A split whose clips belong to ``clip_video`` (default: one clip per video)."""
+    clip_video = list(range(len(features))) if clip_video is None else clip_video
+    n_videos = max(clip_video) + 1
+    return FeatureSet(
+        features=features,
+        clip_video=np.asarray(clip_video),
+        video_ids=[f"v{i}" for i in range(n_videos)],
+        targets=np.asarray(targets),
+    )
+
+
+# A bank at 0, 30, 60, 90 and 180 degrees, with non-unit norms so that normalisation matters.
+BANK_ANGLES = [0.0, 30.0, 60.0, 90.0, 180.0]
+BANK = _at(BANK_ANGLES, radius=3.0)
+BANK_CLASSES = [1, 0, 1, 0, 0]
+BANK_VALUES = [10.0, 20.0, 30.0, 40.0, 50.0]
+
+
+def _cfg(**kw: object) -> KnnConfig:
+    return KnnConfig(**{"ci_resamples": 0, **kw})
+
+
+def test_weighted_vote_matches_hand_computation() -> None:
+    query = _at([10.0], radius=0.5)
+    split = _videos(query, [1])
+    res = run_knn(_videos(BANK, BANK_CLASSES), split, split, get_task("ef_anomaly"), _cfg(ks=(3,)))
+    # Top-3 by cosine: 0 deg (class 1, sim cos 10), 30 deg (class 0, cos 20), 60 deg (class 1, cos 50).
+    w = {angle: math.exp(math.cos(math.radians(abs(10 - angle))) / T) for angle in (0, 30, 60)}
+    positive = (w[0] + w[60]) / (w[0] + w[30] + w[60])
+    assert res.predictions["score"].iloc[0] == pytest.approx(positive, abs=1e-6)
+    assert res.predictions["prediction"].iloc[0] == int(positive > 0.5)
+    assert res.chosen["k"] == 3
+
+
+def test_weighted_regression_matches_hand_computation() -> None:
+    query = _at([40.0])
+    split = _videos(query, [25.0])
+    res = run_knn(_videos(BANK, BANK_VALUES), split, split, get_task("ef"), _cfg(ks=(3,)))
+    # Top-3: 30 deg (cos 10), 60 deg (cos 20), 0 deg (cos 40).
+    w = {angle: math.exp(math.cos(math.radians(abs(40 - angle))) / T) for angle in (0, 30, 60)}
+    expected = (10 * w[0] + 20 * w[30] + 30 * w[60]) / sum(w.values())
+    # FAISS similarities are float32, so agreement is to float32 precision amplified by 1/T.
+    assert res.predictions["prediction"].iloc[0] == pytest.approx(expected, rel=1e-6)
+    assert res.metrics["mae"] == pytest.approx(abs(expected - 25.0), rel=1e-5)
+
+
+def test_k_is_capped_by_bank_size_and_deduplicated() -> None:
+    query = _at([10.0])
+    split = _videos(query, [1])
+    res = run_knn(_videos(BANK, BANK_CLASSES), split, split, get_task("ef_anomaly"), _cfg(ks=(3, 10, 20)))
+    per_k = sorted(key for key in res.chosen if key.startswith("val_"))
+    assert per_k == ["val_balanced_accuracy@k=3", "val_balanced_accuracy@k=5"]
+    # With k = 5 every bank row votes (180 deg with weight exp(cos 170 / T)).
+    cos = [math.cos(math.radians(abs(10 - a))) for a in BANK_ANGLES]
+    w = [math.exp(c / T) for c in cos]
+    positive = sum(wi for wi, c in zip(w, BANK_CLASSES, strict=True) if c == 1) / sum(w)
+    res5 = run_knn(_videos(BANK, BANK_CLASSES), split, split, get_task("ef_anomaly"), _cfg(ks=(50,)))
+    assert res5.chosen["k"] == 5
+    assert res5.predictions["score"].iloc[0] == pytest.approx(positive, abs=1e-6)
+
+
+def _two_cluster_problem() -> tuple[FeatureSet, FeatureSet]:
+    """3 positives near 0 deg and 30 negatives near 25 deg: k = 3 is right for queries at 0 deg, k = 30 wrong."""
+    bank = _at([0.0, 0.5, -0.5] + list(np.linspace(24.0, 26.0, 30)))
+    train = _videos(bank, [1, 1, 1] + [0] * 30)
+    val = _videos(_at([0.2, -0.2, 25.0, 24.5]), [1, 1, 0, 0])
+    return train, val
+
+
+def test_k_selection_picks_the_validation_best_k() -> None:
+    train, val = _two_cluster_problem()
+    res = run_knn(train, val, val, get_task("ef_anomaly"), _cfg(ks=(30, 3, 10)))
+    assert res.chosen["val_balanced_accuracy@k=3"] == 1.0
+    assert res.chosen["val_balanced_accuracy@k=30"] == 0.5
+    assert res.chosen["k"] == 3
+    assert res.val_metrics["balanced_accuracy"] == 1.0
+
+
+def test_ties_go_to_the_smaller_k() -> None:
+    train = _videos(_at([0.0, 1.0, 2.0, 90.0, 91.0, 92.0]), [1, 1, 1, 0, 0, 0])
+    val = _videos(_at([1.0, 91.0]), [1, 0])
+    res = run_knn(train, val, val, get_task("ef_anomaly"), _cfg(ks=(6, 2, 4)))
+    assert res.chosen["k"] == 2
+    assert res.chosen["val_balanced_accuracy@k=6"] == 1.0
+
+
+def _random_splits(seed: int) -> tuple[FeatureSet, FeatureSet, FeatureSet]:
+    rng = np.random.default_rng(seed)
+
+    def split(n: int) -> FeatureSet:
+        y = rng.integers(0, 2, n)
+        x = rng.normal(size=(n, 8)) + 0.8 * y[:, None]
+        return _videos(x.astype(np.float32), y.tolist())
+
+    return split(120), split(40), split(40)
+
+
+def test_selection_never_reads_test_targets() -> None:
+    train, val, test = _random_splits(seed=0)
+    task, cfg = get_task("ef_anomaly"), _cfg(ks=(1, 5, 10, 40))
+    honest = run_knn(train, val, test, task, cfg)
+    poisoned = dataclasses.replace(test, targets=1 - test.targets)
+    cheat = run_knn(train, val, poisoned, task, cfg)
+    assert cheat.chosen == honest.chosen
+    assert cheat.val_metrics == honest.val_metrics
+    assert cheat.metrics["accuracy"] == pytest.approx(1.0 - honest.metrics["accuracy"])
+
+
+def test_any_versus_mean_aggregation() -> None:
+    bank = _videos(_at([0.0, 1.0, 90.0, 91.0]), [1, 1, 0, 0])
+    # Video 0: one clip near the positives, two near the negatives; video 1: all clips near the negatives.
+    test = _videos(_at([0.5, 90.5, 89.5, 90.0, 91.0]), [1, 0], clip_video=[0, 0, 0, 1, 1])
+    clips = _videos(test.features, [1, 0, 0, 0, 0])
+    task = get_task("ef_anomaly")
+    clip_score = run_knn(bank, clips, clips, task, _cfg(ks=(4,))).predictions["score"].to_numpy()
+    mean = run_knn(bank, clips, test, task, _cfg(ks=(4,), aggregate="mean")).predictions
+    any_ = run_knn(bank, clips, test, task, _cfg(ks=(4,), aggregate="any")).predictions
+    np.testing.assert_allclose(mean["score"], [clip_score[:3].mean(), clip_score[3:].mean()], atol=1e-12)
+    np.testing.assert_allclose(any_["score"], [clip_score[:3].max(), clip_score[3:].max()], atol=1e-12)
+    assert mean["prediction"].tolist() == [0, 0]
+    assert any_["prediction"].tolist() == [1, 0]
+
+
+def test_regression_averages_clip_predictions() -> None:
+    bank = _videos(BANK, BANK_VALUES)
+    test = _videos(_at([10.0, 40.0, 170.0]), [0.0, 0.0], clip_video=[0, 0, 1])
+    clips = _videos(test.features, [0.0, 0.0, 0.0])
+    clip_pred = run_knn(bank, clips, clips, get_task("ef"), _cfg(ks=(2,))).predictions["prediction"].to_numpy()
+    video_pred = run_knn(bank, clips, test, get_task("ef"), _cfg(ks=(2,))).predictions["prediction"].to_numpy()
+    np.testing.assert_allclose(video_pred, [clip_pred[:2].mean(), clip_pred[2]], atol=1e-12)
+
+
+def test_discover_code_variant_uses_the_validation_bank_and_k_10() -> None:
+    angles = list(np.linspace(0.0, 10.0, 12)) + list(np.linspace(80.0, 90.0, 12))
+    labels = [1] * 12 + [0] * 12
+    train = _videos(_at(angles), [1 - y for y in labels])  # a bank that would predict every video wrongly
+    val = _videos(_at(angles), labels)
+    test = _videos(_at([5.0, 85.0]), [1, 0])
+    task = get_task("ef_anomaly")
+    code = run_knn(train, val, test, task, _cfg(variant="discover_code"))
+    assert code.chosen == {"k": 10, "bank": "val"}
+    assert code.val_metrics == {}
+    assert code.predictions["prediction"].tolist() == [1, 0]
+    standard = run_knn(train, val, test, task, _cfg(ks=(10,)))
+    assert standard.chosen["bank"] == "train"
+    assert standard.predictions["prediction"].tolist() == [0, 1]
+    small_val = _videos(_at([0.0, 90.0]), [1, 0])
+    assert run_knn(train, small_val, test, task, _cfg(variant="discover_code")).chosen["k"] == 2
+
+
+def test_result_fields_and_intervals() -> None:
+    train, val, test = _random_splits(seed=1)
+    res = run_knn(train, val, test, get_task("ef_anomaly"), KnnConfig(ks=(5, 10), ci_resamples=200, seed=3))
+    p = res.predictions
+    assert list(p.columns) == ["video_id", "target", "prediction", "score"]
+    assert p["video_id"].tolist() == test.video_ids
+    expected = classification_metrics(p["target"].to_numpy(), p["prediction"].to_numpy(), p["score"].to_numpy())
+    assert res.metrics == pytest.approx(expected)
+    arrays = (p["target"].to_numpy(), p["prediction"].to_numpy(), p["score"].to_numpy())
+    assert res.ci == bootstrap_ci(classification_metrics, arrays, n_resamples=200, seed=3)
+
+
+def test_cosine_topk_equals_brute_force() -> None:
+    rng = np.random.default_rng(2)
+    bank, queries = rng.normal(size=(300, 16)), rng.normal(size=(20, 16))
+    sims, idx = cosine_topk(bank, queries, 7)
+    cos = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (
+        bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    ).T
+    expected = np.argsort(-cos, axis=1)[:, :7]
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_allclose(sims, np.take_along_axis(cos, expected, axis=1), atol=1e-5)
+
+
+def test_config_errors_are_user_errors() -> None:
+    with pytest.raises(UserError, match="unknown setting 'temprature' \\(did you mean 'temperature'\\?\\)"):
+        KnnConfig.from_dict({"temprature": 0.1})
+    with pytest.raises(UserError, match="aggregate must be one of mean, any"):
+        KnnConfig(aggregate="max")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="variant must be one of"):
+        KnnConfig(variant="discover")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="positive integers"):
+        KnnConfig(ks=(10, 0))
+    with pytest.raises(UserError, match="temperature"):
+        KnnConfig(temperature=0.0)
+    train, val, test = _random_splits(seed=0)
+    regression = _videos(train.features, np.ones(train.num_videos).tolist())
+    with pytest.raises(UserError, match="aggregate 'any' needs a binary classification task"):
+        run_knn(regression, regression, regression, get_task("ef"), _cfg(aggregate="any"))
+    with pytest.raises(UserError, match="feature dimensions differ"):
+        run_knn(train, val, _videos(np.zeros((2, 3), np.float32), [0, 1]), get_task("ef_anomaly"), _cfg())
+
+
+def test_yaml_spec_matches_config_defaults() -> None:
+    spec = yaml.safe_load(SPEC.read_text())
+    assert (spec["name"], spec["family"], spec["task"]) == ("knn", "knn", "ef_anomaly")
+    assert spec["eval_clips"] == {"start": "evenly", "num_clips": 1}
+    assert KnnConfig.from_dict(spec["config"]) == KnnConfig()
+    get_task(spec["task"])
