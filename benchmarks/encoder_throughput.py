@@ -61,8 +61,9 @@ def flops_per_clip(geo: Geometry, dim: int, depth: int) -> float:
     return patch_embed + depth * (24 * n * dim**2 + 4 * n**2 * dim)
 
 
-def seconds_per_call(fn: Callable[[], object], min_seconds: float, sync: Callable[[], None],
-                     min_calls: int = 3) -> float:
+def seconds_per_call(
+    fn: Callable[[], object], min_seconds: float, sync: Callable[[], None], min_calls: int = 3
+) -> float:
     """Fastest timed call of ``fn`` after one warm-up call: at least ``min_calls`` calls and ``min_seconds``."""
     fn()
     sync()
@@ -78,8 +79,9 @@ def seconds_per_call(fn: Callable[[], object], min_seconds: float, sync: Callabl
     return best
 
 
-def matmul_gflops(rows: int, dim: int, dtype: torch.dtype, device: torch.device, min_seconds: float,
-                  sync: Callable[[], None]) -> float:
+def matmul_gflops(
+    rows: int, dim: int, dtype: torch.dtype, device: torch.device, min_seconds: float, sync: Callable[[], None]
+) -> float:
     """Rate of ``(rows, dim) × (dim, 4·dim)`` as ``nn.Linear`` issues it (weight stored ``(4·dim, dim)``)."""
     x = torch.randn(rows, dim, device=device, dtype=dtype)
     weight = torch.randn(4 * dim, dim, device=device, dtype=dtype)
@@ -101,8 +103,15 @@ class Row:
     matmul: float
 
 
-def measure(name: str, dtype: torch.dtype, geo: Geometry, batch: int, budget: float, device: torch.device,
-            sync: Callable[[], None]) -> Row:
+def measure(
+    name: str,
+    dtype: torch.dtype,
+    geo: Geometry,
+    batch: int,
+    budget: float,
+    device: torch.device,
+    sync: Callable[[], None],
+) -> Row:
     dim, full_depth, _ = PRESETS[name]
     per_block = flops_per_clip(geo, dim, 1) - flops_per_clip(geo, dim, 0)
     affordable = budget / 4 * matmul_gflops(geo.tokens, dim, dtype, device, 0.0, sync) * 1e9
@@ -110,11 +119,23 @@ def measure(name: str, dtype: torch.dtype, geo: Geometry, batch: int, budget: fl
     if flops_per_clip(geo, dim, depth) * batch > affordable:
         batch = 1
         depth = max(1, min(full_depth, int((affordable - flops_per_clip(geo, dim, 0)) // per_block)))
-    model = VideoViT.from_preset(name, depth=depth, img_size=geo.size, frames=geo.frames, patch=geo.patch,
-                                 tubelet=geo.tubelet, in_chans=geo.in_chans).to(device).eval()
+    model = (
+        VideoViT.from_preset(
+            name,
+            depth=depth,
+            img_size=geo.size,
+            frames=geo.frames,
+            patch=geo.patch,
+            tubelet=geo.tubelet,
+            in_chans=geo.in_chans,
+        )
+        .to(device)
+        .eval()
+    )
     clips = torch.randn(batch, geo.in_chans, geo.frames, geo.size, geo.size, device=device)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if dtype == torch.bfloat16
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device.type, dtype=torch.bfloat16) if dtype == torch.bfloat16 else contextlib.nullcontext()
+    )
 
     def forward() -> torch.Tensor:
         with torch.inference_mode(), autocast:
@@ -126,8 +147,9 @@ def measure(name: str, dtype: torch.dtype, geo: Geometry, batch: int, budget: fl
     matmul = max(before, matmul_gflops(geo.tokens * batch, dim, dtype, device, matmul_seconds, sync))
     achieved = flops_per_clip(geo, dim, depth) * batch / seconds / 1e9
     full_gflop = flops_per_clip(geo, dim, full_depth) / 1e9
-    return Row(name, str(dtype).removeprefix("torch."), batch, depth, achieved / full_gflop, full_gflop, achieved,
-               matmul)
+    return Row(
+        name, str(dtype).removeprefix("torch."), batch, depth, achieved / full_gflop, full_gflop, achieved, matmul
+    )
 
 
 def main() -> None:
@@ -146,25 +168,36 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     geo = Geometry(args.frames, args.size, args.patch, args.tubelet)
     torch.manual_seed(0)
-    where = torch.cuda.get_device_name() if device.type == "cuda" else (
-        f"CPU {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
-    print(f"device: {where}; clips {geo.frames}x{geo.size}² patch {geo.patch} tubelet {geo.tubelet}, "
-          f"N = {geo.tokens} tokens, eval, inference_mode")
+    where = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else (f"CPU {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads")
+    )
+    print(
+        f"device: {where}; clips {geo.frames}x{geo.size}² patch {geo.patch} tubelet {geo.tubelet}, "
+        f"N = {geo.tokens} tokens, eval, inference_mode"
+    )
     rows = [
         measure(name, dtype, geo, args.batch, budget, device, sync)
         for name in args.models
         for dtype, budget in ((torch.float32, args.fp32_seconds), (torch.bfloat16, args.bf16_seconds))
     ]
-    header = (f"{'model':<10} {'dtype':<9} {'batch':>5} {'blocks':>6} {'clips/s':>9} {'GFLOP/clip':>10} "
-              f"{'achieved GFLOP/s':>16} {'matmul GFLOP/s':>14} {'fraction':>8}")
+    header = (
+        f"{'model':<10} {'dtype':<9} {'batch':>5} {'blocks':>6} {'clips/s':>9} {'GFLOP/clip':>10} "
+        f"{'achieved GFLOP/s':>16} {'matmul GFLOP/s':>14} {'fraction':>8}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r.model:<10} {r.dtype:<9} {r.batch:>5} {r.depth:>6} {r.clips_per_s:>9.2f} {r.gflop_per_clip:>10.2f} "
-              f"{r.achieved:>16.1f} {r.matmul:>14.1f} {r.achieved / r.matmul:>8.0%}")
+        print(
+            f"{r.model:<10} {r.dtype:<9} {r.batch:>5} {r.depth:>6} {r.clips_per_s:>9.2f} {r.gflop_per_clip:>10.2f} "
+            f"{r.achieved:>16.1f} {r.matmul:>14.1f} {r.achieved / r.matmul:>8.0%}"
+        )
     if any(r.depth != PRESETS[r.model][1] for r in rows):
-        print("rows with fewer blocks ran reduced to fit their time budget; their clips/s is extrapolated from the "
-              "achieved rate and the full model's FLOPs. Matmul M = N·batch of the row.")
+        print(
+            "rows with fewer blocks ran reduced to fit their time budget; their clips/s is extrapolated from the "
+            "achieved rate and the full model's FLOPs. Matmul M = N·batch of the row."
+        )
 
 
 if __name__ == "__main__":

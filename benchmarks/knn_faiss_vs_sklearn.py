@@ -94,7 +94,9 @@ def main() -> None:
     ref_wall, ref_cpu = min(wall[protocol]), min(cpu[protocol])
     print(f"{'search':48s} {'wall s':>8s} {'ratio':>7s} {'cpu s':>8s} {'ratio':>7s} {'recall@k':>9s}")
     for name in searches:
-        recall = np.mean([np.intersect1d(a, b).size / k for a, b in zip(neighbours[protocol], neighbours[name])])
+        recall = np.mean(
+            [np.intersect1d(a, b).size / k for a, b in zip(neighbours[protocol], neighbours[name], strict=True)]
+        )
         w, c = min(wall[name]), min(cpu[name])
         print(f"{name:48s} {w:8.3f} {w / ref_wall:6.2f}x {c:8.3f} {c / ref_cpu:6.2f}x {recall:9.5f}")
 

@@ -38,15 +38,24 @@ def main() -> None:
         result = outcome.result
         low, high = result.ci.get(metric, (float("nan"), float("nan")))
         other = result.metrics.get("auroc", result.metrics.get("r2", float("nan")))
-        table.add_row(method, f"{result.metrics[metric]:.3f}", f"[{low:.3f}, {high:.3f}]", str(result.chosen.get("k")),
-                      f"{other:.3f}", f"{seconds:.1f}")
+        table.add_row(
+            method,
+            f"{result.metrics[metric]:.3f}",
+            f"[{low:.3f}, {high:.3f}]",
+            str(result.chosen.get("k")),
+            f"{other:.3f}",
+            f"{seconds:.1f}",
+        )
     console.print(table)
     (_, first, _), (_, second, _) = rows[0], rows[1]
     lo1, hi1 = first.result.ci[metric]
     lo2, hi2 = second.result.ci[metric]
     separated = lo1 > hi2 or lo2 > hi1
     difference = first.result.metrics[metric] - second.result.metrics[metric]
-    print(f"{rows[0][0]} - {rows[1][0]} {metric}: {difference:+.3f}; 95% intervals {'do not ' if separated else ''}overlap")
+    print(
+        f"{rows[0][0]} - {rows[1][0]} {metric}: {difference:+.3f}; "
+        f"95% intervals {'do not ' if separated else ''}overlap"
+    )
 
 
 if __name__ == "__main__":

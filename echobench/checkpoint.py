@@ -59,7 +59,9 @@ def read_meta(folder: Path) -> CheckpointMeta | None:
     try:
         return CheckpointMeta(**json.loads(path.read_text()))
     except (json.JSONDecodeError, TypeError) as exc:
-        raise UserError(f"checkpoint metadata {path} is corrupt ({exc}); delete the folder {folder} to retrain") from None
+        raise UserError(
+            f"checkpoint metadata {path} is corrupt ({exc}); delete the folder {folder} to retrain"
+        ) from None
 
 
 def load_model(folder: Path, module: nn.Module, *, method: str) -> CheckpointMeta:
@@ -80,10 +82,16 @@ def load_model(folder: Path, module: nn.Module, *, method: str) -> CheckpointMet
     unexpected = sorted(set(tensors) - set(expected))
     wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
     if missing or unexpected or wrong:
-        detail = (missing and f"missing {missing[:3]}") or (unexpected and f"unexpected {unexpected[:3]}") or (
-            f"shape of {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, model expects {tuple(expected[wrong[0]].shape)}"
+        if missing:
+            detail = f"missing {missing[:3]}"
+        elif unexpected:
+            detail = f"unexpected {unexpected[:3]}"
+        else:
+            saved, wanted = tuple(tensors[wrong[0]].shape), tuple(expected[wrong[0]].shape)
+            detail = f"shape of {wrong[0]} is {saved}, model expects {wanted}"
+        raise UserError(
+            f"checkpoint {folder} does not fit this {method!r} config: {detail}; use the config it was saved with"
         )
-        raise UserError(f"checkpoint {folder} does not fit this {method!r} config: {detail}; use the config it was saved with")
     module.load_state_dict(tensors)
     return meta
 

@@ -25,7 +25,9 @@ app.add_typer(data_app, name="data")
 
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a config field: method.mask_ratio=0.75, pretrain.steps=50, protocol.k=20"),
+    typer.Option(
+        "--set", "-s", help="Override a config field: method.mask_ratio=0.75, pretrain.steps=50, protocol.k=20"
+    ),
 ]
 ProfileOption = Annotated[
     str, typer.Option(help="Overrides applied before --set: quick (minutes on a CPU) or paper (paper defaults)")
@@ -48,9 +50,7 @@ def run(
     """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
     from echobench.runner import execute, resolve
 
-    resolved = resolve(
-        method, protocol, dataset=dataset, data_root=data_root, task=task, sets=set_, profile=profile
-    )
+    resolved = resolve(method, protocol, dataset=dataset, data_root=data_root, task=task, sets=set_, profile=profile)
     outcome = execute(resolved)
     summary = outcome.summary()
     console.print(_metrics_table(summary))

@@ -79,7 +79,11 @@ class Located:
 
 
 def locate(
-    method_cls: type[Method], method_config: Any, pretrain: PretrainConfig, dataset: VideoDataset, splits: tuple[str, ...]
+    method_cls: type[Method],
+    method_config: Any,
+    pretrain: PretrainConfig,
+    dataset: VideoDataset,
+    splits: tuple[str, ...],
 ) -> Located:
     method = build_method(method_cls, method_config, pretrain.seed)
     key = checkpoint_hash(method, pretrain, dataset, splits)

@@ -127,7 +127,9 @@ def load_protocol(name_or_path: str) -> ProtocolSpec:
         known = available_protocols()
         if name_or_path not in known:
             listing = ", ".join(sorted(known)) or "none"
-            raise UserError(f"unknown protocol {name_or_path!r}{did_you_mean(name_or_path, known)}; available: {listing}")
+            raise UserError(
+                f"unknown protocol {name_or_path!r}{did_you_mean(name_or_path, known)}; available: {listing}"
+            )
         path = known[name_or_path]
     raw = load_yaml(path)
     missing = [key for key in ("name", "family", "version", "task") if key not in raw]

@@ -86,7 +86,9 @@ def resolve(
     clip_overrides = {k.split(".", 1)[1]: v for k, v in protocol_overrides.items() if k.startswith("eval_clips.")}
     unknown_clip = set(clip_overrides) - EVAL_CLIP_FIELDS
     if unknown_clip:
-        raise UserError(f"protocol.eval_clips has no field {sorted(unknown_clip)[0]!r}; fields: {sorted(EVAL_CLIP_FIELDS)}")
+        raise UserError(
+            f"protocol.eval_clips has no field {sorted(unknown_clip)[0]!r}; fields: {sorted(EVAL_CLIP_FIELDS)}"
+        )
     eval_clips = {**spec.settings.get("eval_clips", {}), **clip_overrides}
     config_values = {**spec.settings.get("config", {})}
     config_values.update({k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.")})
@@ -154,11 +156,18 @@ def pretrain_tracked(
     located = locate(method_cls, method_config, pretrain, dataset, splits)
     if located.ready:
         return obtain(located, pretrain, dataset, cache, splits)
-    params = {"method": to_dict(method_config), "pretrain": to_dict(pretrain), "data": to_dict(data), "profile": profile}
+    params = {
+        "method": to_dict(method_config),
+        "pretrain": to_dict(pretrain),
+        "data": to_dict(data),
+        "profile": profile,
+    }
     tags = {"echobench.kind": "pretrain", "echobench.method": method_cls.name, "echobench.dataset": dataset.name}
     with start_run("echobench-pretrain", f"{method_cls.name}-{dataset.name}", params, tags) as run:
         pretrained = obtain(located, pretrain, dataset, cache, splits, sink=run)
-        run.set_tags({"echobench.checkpoint_hash": pretrained.checkpoint_hash, "echobench.checkpoint": str(pretrained.folder)})
+        run.set_tags(
+            {"echobench.checkpoint_hash": pretrained.checkpoint_hash, "echobench.checkpoint": str(pretrained.folder)}
+        )
     return pretrained
 
 
@@ -233,7 +242,11 @@ def execute(resolved: Resolved) -> Outcome:
         result = resolved.family.run(context)
         run.log_metrics(_tracked_metrics(result))
         path = result_path(
-            resolved.method_cls.name, pretrained.checkpoint_hash, dataset.name, resolved.protocol.name, resolved.task.name
+            resolved.method_cls.name,
+            pretrained.checkpoint_hash,
+            dataset.name,
+            resolved.protocol.name,
+            resolved.task.name,
         )
         predictions = path.with_suffix(".predictions.csv")
         with atomic_path(predictions) as tmp:
@@ -295,7 +308,9 @@ def pretrain_only(
     method: str, sets: list[str] | None, profile: str, dataset: str | None, data_root: str | None
 ) -> Pretrained:
     """``echobench pretrain``: the pretraining half of ``run``, with the same checkpoint reuse."""
-    method_cls, method_config, pretrain, data, overrides = resolve_pretraining(method, sets, profile, dataset, data_root)
+    method_cls, method_config, pretrain, data, overrides = resolve_pretraining(
+        method, sets, profile, dataset, data_root
+    )
     if overrides.get("protocol"):
         raise UserError("echobench pretrain takes no protocol.* overrides; use them with echobench run")
     ds = open_dataset(data)

@@ -60,7 +60,9 @@ def validate(method_cls: type[Method], overrides: dict[str, Any] | None = None, 
             raise TypeError("Config must be a dataclass deriving from echobench.api.MethodConfig")
         fields = {f.name for f in dataclasses.fields(method_cls.Config)}
         tiny = {k: v for k, v in TINY.items() if k in fields}
-        state["config"] = apply_overrides(apply_overrides(method_cls.Config(), tiny, where="tiny"), overrides or {}, where="method")
+        state["config"] = apply_overrides(
+            apply_overrides(method_cls.Config(), tiny, where="tiny"), overrides or {}, where="method"
+        )
         return f"{method_cls.__name__}.Config with {len(fields)} fields"
 
     def construct() -> str:
@@ -127,8 +129,13 @@ def validate(method_cls: type[Method], overrides: dict[str, Any] | None = None, 
             raise ValueError("a reloaded checkpoint encodes differently: some state is not in state_dict")
         return "safetensors save/load reproduces encode"
 
-    for name, fn in [("config", config), ("construct", construct), ("pretrain_step", step), ("encode", encode),
-                     ("checkpoint", round_trip)]:
+    for name, fn in [
+        ("config", config),
+        ("construct", construct),
+        ("pretrain_step", step),
+        ("encode", encode),
+        ("checkpoint", round_trip),
+    ]:
         if not check(name, fn):
             break
     return checks

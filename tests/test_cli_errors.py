@@ -42,7 +42,15 @@ def test_user_mistakes_exit_2_with_one_line(monkeypatch, capsys, isolated_home, 
 
 def test_wrong_data_root_names_missing_file(monkeypatch, capsys, tmp_path):
     code, _, err = run_cli(
-        monkeypatch, capsys, "run", "--method", "random_init", "--dataset", "echonet-dynamic", "--data-root", str(tmp_path)
+        monkeypatch,
+        capsys,
+        "run",
+        "--method",
+        "random_init",
+        "--dataset",
+        "echonet-dynamic",
+        "--data-root",
+        str(tmp_path),
     )
     assert code == 2 and "FileList.csv" in err
 
@@ -51,8 +59,17 @@ def test_task_without_labels_fails_before_any_work(monkeypatch, capsys, tmp_path
     root = write_echonet_fixture(tmp_path / "fx", videos=6, frames=12)
     (root / "FileListExtra.csv").unlink()
     code, _, err = run_cli(
-        monkeypatch, capsys, "run", "--method", "random_init", "--dataset", "echonet-dynamic",
-        "--data-root", str(root), "--task", "mi",
+        monkeypatch,
+        capsys,
+        "run",
+        "--method",
+        "random_init",
+        "--dataset",
+        "echonet-dynamic",
+        "--data-root",
+        str(root),
+        "--task",
+        "mi",
     )
     assert code == 2 and "has no labels for task mi" in err
     assert not (isolated_home / "decoded").exists()
@@ -61,7 +78,20 @@ def test_task_without_labels_fails_before_any_work(monkeypatch, capsys, tmp_path
 def test_clip_longer_than_every_video(monkeypatch, capsys, tmp_path):
     root = write_echonet_fixture(tmp_path / "fx", videos=6, frames=12)
     code, _, err = run_cli(
-        monkeypatch, capsys, "run", "--method", "random_init", "--dataset", "echonet-dynamic",
-        "--data-root", str(root), "--task", "ef", "--set", "method.frames=16", "--set", "method.stride=4",
+        monkeypatch,
+        capsys,
+        "run",
+        "--method",
+        "random_init",
+        "--dataset",
+        "echonet-dynamic",
+        "--data-root",
+        str(root),
+        "--task",
+        "ef",
+        "--set",
+        "method.frames=16",
+        "--set",
+        "method.stride=4",
     )
     assert code == 2 and "longer than every video" in err

@@ -33,7 +33,9 @@ def test_parse_set_rejects_malformed(item, message):
 
 
 def test_apply_overrides_coerces_and_validates():
-    cfg = apply_overrides(PretrainConfig(), {"steps": 50.0, "lr": 1, "betas": [0.8, 0.9], "amp": "off"}, where="pretrain")
+    cfg = apply_overrides(
+        PretrainConfig(), {"steps": 50.0, "lr": 1, "betas": [0.8, 0.9], "amp": "off"}, where="pretrain"
+    )
     assert cfg.steps == 50 and isinstance(cfg.steps, int)
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
     assert cfg.betas == (0.8, 0.9)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from echonet_fixture import write_echonet_fixture
 from torch.utils.data import DataLoader
 
 from echobench.api import ClipSpec
@@ -20,7 +21,6 @@ from echobench.data.loader import ClipDataset, EvalClipDataset, collate_clips, c
 from echobench.data.sampling import clip_indices
 from echobench.data.video_io import read_video_gray, resize_frames
 from echobench.errors import UserError
-from echonet_fixture import write_echonet_fixture
 
 SIZE = 32
 

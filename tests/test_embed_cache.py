@@ -43,8 +43,15 @@ def test_encode_once_then_read_from_cache(tiny, monkeypatch):
 
 def test_cache_key_changes_with_every_input(tiny, tmp_path):
     method, dataset, _ = tiny
-    base = dict(method=method, checkpoint_hash="ckpt", dataset=dataset, split="train", spec=SPEC, norm=(0.2, 0.1),
-                with_tokens=False)
+    base = dict(
+        method=method,
+        checkpoint_hash="ckpt",
+        dataset=dataset,
+        split="train",
+        spec=SPEC,
+        norm=(0.2, 0.1),
+        with_tokens=False,
+    )
     reference = embed.embedding_key(**base)
     variants = [
         {"checkpoint_hash": "other"},

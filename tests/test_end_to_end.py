@@ -9,9 +9,24 @@ from echobench.cli import main
 from echobench.data.synthecho import synthesize
 
 TINY = [
-    "--set", "method.model=vit_tiny", "--set", "method.frames=4", "--set", "method.stride=2",
-    "--set", "method.size=32", "--set", "method.patch=8", "--set", "method.tubelet=2",
-    "--set", "pretrain.steps=4", "--set", "pretrain.batch_size=4", "--set", "protocol.ci_resamples=200",
+    "--set",
+    "method.model=vit_tiny",
+    "--set",
+    "method.frames=4",
+    "--set",
+    "method.stride=2",
+    "--set",
+    "method.size=32",
+    "--set",
+    "method.patch=8",
+    "--set",
+    "method.tubelet=2",
+    "--set",
+    "pretrain.steps=4",
+    "--set",
+    "pretrain.batch_size=4",
+    "--set",
+    "protocol.ci_resamples=200",
 ]
 
 
@@ -21,8 +36,21 @@ def synth_root(tmp_path_factory):
 
 
 def run_json(monkeypatch, capsys, root, method, *extra):
-    argv = ["echobench", "run", "--method", method, "--protocol", "knn", "--dataset", "synthecho",
-            "--data-root", str(root), "--json", *TINY, *extra]
+    argv = [
+        "echobench",
+        "run",
+        "--method",
+        method,
+        "--protocol",
+        "knn",
+        "--dataset",
+        "synthecho",
+        "--data-root",
+        str(root),
+        "--json",
+        *TINY,
+        *extra,
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     try:
         main()
@@ -48,7 +76,9 @@ def test_run_json_results_and_tracking(monkeypatch, capsys, synth_root, isolated
         assert set(summary["metrics"]) >= {"accuracy", "balanced_accuracy", "auroc", "f1"}
         assert summary["chosen"]["k"] >= 1
         record = json.loads(open(summary["result_path"]).read())
-        assert summary["result_path"].endswith(f"results/{method}/{summary['checkpoint_hash']}/synthecho/knn-ef_anomaly.json")
+        assert summary["result_path"].endswith(
+            f"results/{method}/{summary['checkpoint_hash']}/synthecho/knn-ef_anomaly.json"
+        )
         assert record["checkpoint_hash"] == summary["checkpoint_hash"]
         assert record["metrics"]["balanced_accuracy"] == summary["metrics"]["balanced_accuracy"]
         assert record["evaluated_on_pretraining_split"] is False

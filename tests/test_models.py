@@ -43,6 +43,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 # --- positions ---------------------------------------------------------------------------------------------------
 
+
 def test_sincos_1d_hand_values() -> None:
     table = sincos_1d(3, 4)
     expected = [[math.sin(p), math.cos(p), math.sin(p / 100), math.cos(p / 100)] for p in range(3)]
@@ -63,9 +64,14 @@ def test_sincos_3d_split_non_uniform() -> None:
     row = table[t * 12 + h * 4 + w]
     omega_t = [1 / 10000 ** (k / 4) for k in range(4)]
     omega_hw = [1, 1 / 100]
-    expected = ([math.sin(t * o) for o in omega_t] + [math.cos(t * o) for o in omega_t]
-                + [math.sin(h * o) for o in omega_hw] + [math.cos(h * o) for o in omega_hw]
-                + [math.sin(w * o) for o in omega_hw] + [math.cos(w * o) for o in omega_hw])
+    expected = (
+        [math.sin(t * o) for o in omega_t]
+        + [math.cos(t * o) for o in omega_t]
+        + [math.sin(h * o) for o in omega_hw]
+        + [math.cos(h * o) for o in omega_hw]
+        + [math.sin(w * o) for o in omega_hw]
+        + [math.cos(w * o) for o in omega_hw]
+    )
     np.testing.assert_allclose(row.numpy(), expected, atol=1e-6)
 
 
@@ -99,6 +105,7 @@ def test_learned_space_time_positions() -> None:
 
 # --- masks -------------------------------------------------------------------------------------------------------
 
+
 def test_tube_mask_same_at_every_t_with_exact_count() -> None:
     mask = tube_mask(3, GRID, 0.75, gen())
     per_frame = mask.view(3, 2, 16)
@@ -120,11 +127,14 @@ def test_random_mask_exact_count() -> None:
     assert mask.sum(1).eq(int(0.6 * N)).all()
 
 
-@pytest.mark.parametrize("make", [
-    lambda g: tube_mask(2, GRID, 0.5, g),
-    lambda g: random_mask(2, N, 0.5, g),
-    lambda g: framewise_random_mask(2, GRID, 0.5, g),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: tube_mask(2, GRID, 0.5, g),
+        lambda g: random_mask(2, N, 0.5, g),
+        lambda g: framewise_random_mask(2, GRID, 0.5, g),
+    ],
+)
 def test_masks_deterministic_per_seed(make) -> None:  # type: ignore[no-untyped-def]
     assert torch.equal(make(gen(3)), make(gen(3)))
     assert not torch.equal(make(gen(3)), make(gen(4)))
@@ -138,9 +148,9 @@ def test_mask_ratio_validated(ratio: float) -> None:
 
 def test_restricted_mask_equal_counts_within_candidates() -> None:
     candidates = torch.zeros(2, 2, 16, dtype=torch.bool)
-    candidates[0, :, :10] = True      # 10 candidates per frame
-    candidates[1, 0, 2:14] = True     # 12 in frame 0
-    candidates[1, 1, :8] = True       # 8 in frame 1
+    candidates[0, :, :10] = True  # 10 candidates per frame
+    candidates[1, 0, 2:14] = True  # 12 in frame 0
+    candidates[1, 1, :8] = True  # 8 in frame 1
     candidates = candidates.view(2, N)
     km = restricted_random_mask(candidates, 0.75, GRID, gen())
     masked, background, visible = (m.view(2, 2, 16) for m in (km.masked, km.background, km.visible))
@@ -182,6 +192,7 @@ def test_gather_tokens_order_and_counts() -> None:
 
 # --- patches -----------------------------------------------------------------------------------------------------
 
+
 def test_patchify_layout_and_round_trip() -> None:
     c, t, h, w, tub, p = 2, 4, 4, 6, 2, 2
     code = torch.arange(c * t * h * w, dtype=torch.float32).view(1, c, t, h, w)  # value = flat index of (c,t,y,x)
@@ -215,6 +226,7 @@ def test_normalized_pixel_targets_formula() -> None:
 
 
 # --- encoder -----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("cls_token", [False, True])
 def test_masked_forward_equals_blocks_on_gathered_tokens(cls_token: bool) -> None:
@@ -310,8 +322,10 @@ def test_gradients_and_freeze_first() -> None:
 
 # --- decoder -----------------------------------------------------------------------------------------------------
 
-def manual_decoder_inputs(decoder: MAEDecoder, visible: torch.Tensor, mask: torch.Tensor,
-                          background: torch.Tensor | None = None) -> torch.Tensor:
+
+def manual_decoder_inputs(
+    decoder: MAEDecoder, visible: torch.Tensor, mask: torch.Tensor, background: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-position loop: the k-th visible token (t-major) goes to the k-th unmasked position."""
     projected = decoder.embed(visible)
     rows = []

@@ -83,9 +83,7 @@ class DecodeCache:
         return self.folder.name
 
     @classmethod
-    def build(
-        cls, dataset: VideoDataset, size: int, root: Path | None = None, progress: bool = True
-    ) -> DecodeCache:
+    def build(cls, dataset: VideoDataset, size: int, root: Path | None = None, progress: bool = True) -> DecodeCache:
         """Open the cache of ``dataset`` at ``size``, decoding every video first if it does not exist yet."""
         root = Path(root) if root is not None else paths.decode_cache_dir()
         folder = root / f"{dataset.name}-{dataset.content_hash()}-{size}"
@@ -158,9 +156,7 @@ class DecodeCache:
 
     # -- statistics -----------------------------------------------------------------------------------------------
 
-    def stats(
-        self, video_ids: Iterable[str], frames_per_video: int = STATS_FRAMES_PER_VIDEO
-    ) -> tuple[float, float]:
+    def stats(self, video_ids: Iterable[str], frames_per_video: int = STATS_FRAMES_PER_VIDEO) -> tuple[float, float]:
         """Pixel mean and (population) std in [0, 1] units over the given videos, e.g. the training split.
 
         Uses :func:`stats_frames` of each video (a deterministic subsample, for speed). Memoised in
@@ -175,7 +171,9 @@ class DecodeCache:
         if key not in memo:
             total = total_sq = count = 0.0
             for video_id in ids:
-                sample = self.video(video_id)[stats_frames(self.num_frames(video_id), frames_per_video)].astype(np.float64)
+                sample = self.video(video_id)[stats_frames(self.num_frames(video_id), frames_per_video)].astype(
+                    np.float64
+                )
                 total += sample.sum()
                 total_sq += np.square(sample).sum()
                 count += sample.size

@@ -65,8 +65,11 @@ class EchoNetDynamic(VideoDataset):
     name: ClassVar[str] = "echonet-dynamic"
     version: ClassVar[str] = "1.0.0"
     layout: ClassVar[str] = (
-        "<root>/FileList.csv (" + ",".join(FILE_LIST_COLUMNS) + "), <root>/VolumeTracings.csv ("
-        + ",".join(TRACING_COLUMNS) + "), <root>/Videos/<FileName>.avi, optional <root>/FileListExtra.csv"
+        "<root>/FileList.csv ("
+        + ",".join(FILE_LIST_COLUMNS)
+        + "), <root>/VolumeTracings.csv ("
+        + ",".join(TRACING_COLUMNS)
+        + "), <root>/Videos/<FileName>.avi, optional <root>/FileListExtra.csv"
     )
 
     def __init__(self, root: Path) -> None:
@@ -182,4 +185,3 @@ def _ed_es(frames: dict[int, np.ndarray]) -> tuple[int, int]:
         return -1, -1
     areas = {frame: lv_area(polygon) for frame, polygon in frames.items()}
     return max(areas, key=areas.__getitem__), min(areas, key=areas.__getitem__)
-

@@ -169,7 +169,9 @@ class EpochItems(Dataset[ClipSample]):
         return self.clips[index]
 
 
-def step_batches(clips: ClipDataset, batch_size: int, seed: int, start_step: int, num_workers: int) -> Iterator[ClipBatch]:
+def step_batches(
+    clips: ClipDataset, batch_size: int, seed: int, start_step: int, num_workers: int
+) -> Iterator[ClipBatch]:
     """Training batches from ``start_step`` on, forever."""
     loader = DataLoader(
         EpochItems(clips),

@@ -106,8 +106,10 @@ def restricted_random_mask(
     keep = cand.sum(dim=-1).amin(dim=0)[None, :, None]
     num_masked = (ratio * keep.double()).floor().long()  # float64, as Python's int(ratio·k)
     if int((keep - num_masked).sum()) == 0:
-        raise UserError("key-area masking left no visible token: the candidate (sector) mask is empty for some clip; "
-                        "check the sector mask or lower the mask ratio")
+        raise UserError(
+            "key-area masking left no visible token: the candidate (sector) mask is empty for some clip; "
+            "check the sector mask or lower the mask ratio"
+        )
     masked = ranks < num_masked
     background = ranks >= keep
     return KeyAreaMask(masked.reshape(b, n).to(device), background.reshape(b, n).to(device))

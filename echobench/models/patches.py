@@ -25,7 +25,13 @@ def unpatchify(
     return rearrange(
         patches,
         "b (t h w) (dt dy dx c) -> b c (t dt) (h dy) (w dx)",
-        t=t, h=h, w=w, dt=tubelet, dy=patch, dx=patch, c=in_chans,
+        t=t,
+        h=h,
+        w=w,
+        dt=tubelet,
+        dy=patch,
+        dx=patch,
+        c=in_chans,
     )
 
 

@@ -94,8 +94,9 @@ class VideoViT(VideoEncoder):
         self.num_prefix = 1 if cls_token else 0
         self.pos = pos
 
-        self.patch_embed = nn.Conv3d(in_chans, embed_dim, kernel_size=(tubelet, patch, patch),
-                                     stride=(tubelet, patch, patch))
+        self.patch_embed = nn.Conv3d(
+            in_chans, embed_dim, kernel_size=(tubelet, patch, patch), stride=(tubelet, patch, patch)
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if cls_token else None
         self.pos_spatial: nn.Parameter | None = None
         self.pos_temporal: nn.Parameter | None = None
@@ -170,7 +171,7 @@ class VideoViT(VideoEncoder):
     def features(self, x: torch.Tensor) -> Embedding:
         """Downstream features: CLS (or mean of patch tokens) and the token grid ``(B, T', H', W', D)``."""
         out = self.forward(x)
-        patches = out[:, self.num_prefix:]
+        patches = out[:, self.num_prefix :]
         pooled = out[:, 0] if self.cls_token is not None else patches.mean(dim=1)
         return Embedding(pooled=pooled, tokens=patches.reshape(x.shape[0], *self.grid, self.embed_dim))
 
@@ -190,8 +191,15 @@ class VideoViT(VideoEncoder):
 
 
 def _check_geometry(
-    embed_dim: int, depth: int, num_heads: int, img_size: int, frames: int, patch: int, tubelet: int,
-    in_chans: int, pos: str,
+    embed_dim: int,
+    depth: int,
+    num_heads: int,
+    img_size: int,
+    frames: int,
+    patch: int,
+    tubelet: int,
+    in_chans: int,
+    pos: str,
 ) -> None:
     """Configuration mistakes are the user's (they come from method configs), hence UserError."""
     if min(embed_dim, num_heads, img_size, frames, patch, tubelet, in_chans) < 1 or depth < 0:

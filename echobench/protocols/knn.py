@@ -237,9 +237,7 @@ def _intervals(targets: np.ndarray, out: _VideoOutputs, resamples: int, seed: in
 
 
 def _predictions_frame(test: FeatureSet, out: _VideoOutputs) -> pd.DataFrame:
-    frame = pd.DataFrame(
-        {"video_id": list(test.video_ids), "target": test.targets, "prediction": out.prediction[:, 0]}
-    )
+    frame = pd.DataFrame({"video_id": list(test.video_ids), "target": test.targets, "prediction": out.prediction[:, 0]})
     if out.score is not None:
         frame["score"] = out.score[:, 0]
     return frame
