@@ -48,6 +48,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
     """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
+    from echobench.results import json_safe
     from echobench.runner import execute, resolve
 
     resolved = resolve(method, protocol, dataset=dataset, data_root=data_root, task=task, sets=set_, profile=profile)
@@ -56,7 +57,7 @@ def run(
     console.print(_metrics_table(summary))
     console.print(f"result: {outcome.result_path}")
     if as_json:
-        sys.stdout.write(json.dumps(_json_safe(summary)) + "\n")
+        sys.stdout.write(json.dumps(json_safe(summary)) + "\n")
 
 
 @app.command()
@@ -168,16 +169,6 @@ def _metrics_table(summary: dict[str, Any]) -> Table:
 
 def _fmt(value: Any) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def main() -> None:

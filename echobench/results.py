@@ -57,14 +57,14 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN; undefined metrics (e.g. AUROC on one class) are written as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -76,5 +76,5 @@ def write_result(path: Path, record: dict[str, Any]) -> Path:
         "environment": environment(),
         **record,
     }
-    write_text_atomic(path, json.dumps(_finite(payload), indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(json_safe(payload), indent=2, sort_keys=True) + "\n")
     return path

@@ -86,14 +86,14 @@ def validate(method_cls: type[Method], overrides: dict[str, Any] | None = None, 
         if not isinstance(out, LossOutput) or not torch.is_tensor(out.loss) or out.loss.ndim != 0:
             raise TypeError(f"pretrain_step must return LossOutput with a scalar tensor loss, got {out!r}")
         if not torch.isfinite(out.loss):
-            raise ValueError(f"loss is not finite: {float(out.loss)}")
+            raise ValueError(f"loss is not finite: {float(out.loss.detach())}")
         out.loss.backward()
         reached = [n for n, p in method.encoder.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
         if not reached:
             raise ValueError("no gradient reaches any encoder parameter")
         method.after_step(1, 10)
         terms = ", ".join(f"{k}={float(v):.3g}" for k, v in out.terms.items())
-        return f"loss={float(out.loss):.4f} {terms}; gradients reach {len(reached)} encoder tensors"
+        return f"loss={float(out.loss.detach()):.4f} {terms}; gradients reach {len(reached)} encoder tensors"
 
     def encode() -> str:
         method: Method = state["method"]

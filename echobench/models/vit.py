@@ -20,7 +20,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from echobench.api import Embedding, VideoEncoder
+from echobench.api import Embedding, MethodConfig, VideoEncoder
 from echobench.errors import UserError
 from echobench.models.masking import gather_tokens
 from echobench.models.pos_embed import sincos_1d, sincos_3d
@@ -117,6 +117,18 @@ class VideoViT(VideoEncoder):
             raise UserError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
         embed_dim, depth, num_heads = PRESETS[name]
         return cls(**({"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads} | kwargs))
+
+    @classmethod
+    def from_config(cls, config: MethodConfig, **kwargs: Any) -> VideoViT:
+        """The encoder a method's shared config fields describe (preset, clip geometry, channels)."""
+        geometry = {
+            "img_size": config.size,
+            "frames": config.frames,
+            "patch": config.patch,
+            "tubelet": config.tubelet,
+            "in_chans": config.in_chans,
+        }
+        return cls.from_preset(config.model, **(geometry | kwargs))
 
     def _init_weights(self) -> None:
         self.apply(init_vit_weights)

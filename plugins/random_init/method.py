@@ -25,15 +25,7 @@ class RandomInit(FrozenMethod):
 
     def __init__(self, config: RandomInitConfig) -> None:
         super().__init__(config)
-        self.encoder = VideoViT.from_preset(
-            config.model,
-            img_size=config.size,
-            frames=config.frames,
-            patch=config.patch,
-            tubelet=config.tubelet,
-            in_chans=config.in_chans,
-            pos=config.pos,
-        )
+        self.encoder = VideoViT.from_config(config, pos=config.pos)
 
     def encode(self, clips: torch.Tensor) -> Embedding:
         return self.encoder.features(clips)

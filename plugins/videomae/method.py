@@ -45,16 +45,7 @@ class VideoMAE(Method):
         super().__init__(config)
         if not 0.0 < config.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio must be in (0, 1), got {config.mask_ratio}")
-        self.encoder = VideoViT.from_preset(
-            config.model,
-            img_size=config.size,
-            frames=config.frames,
-            patch=config.patch,
-            tubelet=config.tubelet,
-            in_chans=config.in_chans,
-            pos="sincos",
-            drop_path=config.drop_path,
-        )
+        self.encoder = VideoViT.from_config(config, pos="sincos", drop_path=config.drop_path)
         # VideoMAE's decoders are half the encoder's width (192 for ViT-S, 384 for ViT-B) with 64-wide heads.
         decoder_dim = config.decoder_dim or self.encoder.embed_dim // 2
         decoder_heads = config.decoder_heads or max(1, decoder_dim // 64)
