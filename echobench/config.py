@@ -36,7 +36,7 @@ class PretrainConfig:
     grad_clip: float = 1.0
     amp: Literal["auto", "bf16", "off"] = "auto"
     checkpoint_every: int = 200
-    log_every: int = 10
+    log_every: int = 1
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"

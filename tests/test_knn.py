@@ -226,3 +226,8 @@ def test_yaml_spec_matches_config_defaults() -> None:
     assert spec["eval_clips"] == {"start": "evenly", "num_clips": 1}
     assert KnnConfig.from_dict(spec["config"]) == KnnConfig()
     get_task(spec["task"])
+
+
+def test_fixed_k_overrides_the_grid():
+    assert KnnConfig(k=20).ks == (20,)
+    assert KnnConfig.from_dict({"k": 7, "ks": [10, 20]}).ks == (7,)

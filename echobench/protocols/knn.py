@@ -49,9 +49,13 @@ _VARIANTS: tuple[str, ...] = ("standard", "discover_code")
 
 @dataclass
 class KnnConfig:
-    """Protocol settings; field names match ``protocols/knn.yaml``."""
+    """Protocol settings; field names match ``protocols/knn.yaml``.
+
+    ``k`` fixes the neighbour count (no selection); otherwise k is chosen from ``ks`` on validation.
+    """
 
     ks: tuple[int, ...] = (10, 20, 50, 100, 200)
+    k: int | None = None
     temperature: float = 0.07
     aggregate: Aggregate = "mean"
     variant: Variant = "standard"
@@ -59,6 +63,8 @@ class KnnConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.k is not None:
+            self.ks = (self.k,)
         ks = (self.ks,) if isinstance(self.ks, int) else tuple(self.ks)
         if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
             raise UserError(f"knn: ks must be a non-empty list of positive integers, got {self.ks!r}")
