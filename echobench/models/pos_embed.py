@@ -39,7 +39,7 @@ def sincos_1d(num_positions: int, dim: int) -> torch.Tensor:
     return table.float()
 
 
-def _sincos_axis(positions: torch.Tensor, dim: int) -> torch.Tensor:
+def sincos_axis(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """MAE-style 1-D table of float ``positions`` ``(M,)`` → ``(M, dim)``: ``[sin(p·ω_k) | cos(p·ω_k)]``.
 
     ``ω_k = 1 / 10000^(k / (dim/2))`` for ``k = 0 … dim/2 − 1``.
@@ -74,6 +74,6 @@ def sincos_3d(grid: tuple[int, int, int], dim: int, uniform_power: bool = True) 
         d_t, d_h, d_w = dim // 2, dim // 4, dim // 4
     tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
     table = torch.cat(
-        [_sincos_axis(tt.flatten(), d_t), _sincos_axis(hh.flatten(), d_h), _sincos_axis(ww.flatten(), d_w)], dim=1
+        [sincos_axis(tt.flatten(), d_t), sincos_axis(hh.flatten(), d_h), sincos_axis(ww.flatten(), d_w)], dim=1
     )
     return table[:, :dim].float()
