@@ -28,7 +28,7 @@ from torch import nn
 
 from echobench.errors import UserError
 from echobench.models.heads import GatedAttentionPool
-from echobench.models.pos_embed import sincos_axis, sincos_3d
+from echobench.models.pos_embed import sincos_3d, sincos_axis
 
 
 class _BasicBlock(nn.Module):
