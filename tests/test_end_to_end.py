@@ -102,3 +102,40 @@ def test_two_cold_runs_give_identical_metrics(monkeypatch, capsys, synth_root, t
     assert outcomes[0]["checkpoint_hash"] == outcomes[1]["checkpoint_hash"]
     assert outcomes[0]["metrics"] == outcomes[1]["metrics"]
     assert outcomes[0]["chosen"] == outcomes[1]["chosen"]
+
+
+def test_linear_probe_reuses_the_embedding_cache(monkeypatch, capsys, synth_root, isolated_home):
+    knn = run_json(monkeypatch, capsys, synth_root, "random_init", "--task", "ef")
+    cached = sorted((isolated_home / "embeddings").rglob("*.safetensors"))
+    argv_extra = ["--set", "protocol.epochs=5"]
+    monkeypatch.setattr("echobench.embed.EvalClipDataset", None)  # any fresh encode would now fail
+    probe = run_json_protocol(monkeypatch, capsys, synth_root, "random_init", "linear", *argv_extra)
+    assert probe["protocol"] == "linear" and probe["task"] == "ef"
+    assert set(probe["metrics"]) == {"mae", "rmse", "r2"}
+    assert {"lr", "weight_decay", "epoch"} <= set(probe["chosen"])
+    assert probe["checkpoint_hash"] == knn["checkpoint_hash"]
+    assert sorted((isolated_home / "embeddings").rglob("*.safetensors")) == cached
+
+
+def run_json_protocol(monkeypatch, capsys, root, method, protocol, *extra):
+    argv = [
+        "echobench",
+        "run",
+        "--method",
+        method,
+        "--protocol",
+        protocol,
+        "--dataset",
+        "synthecho",
+        "--data-root",
+        str(root),
+        "--json",
+        *TINY[:-2],
+        *extra,
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    try:
+        main()
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr().err
+    return json.loads(capsys.readouterr().out)

@@ -20,7 +20,10 @@ class Family:
 def get_family(name: str) -> Family:
     from echobench.protocols import frozen
 
-    families = {"knn": Family(frozen.knn_config, frozen.run_knn_family, frozen=True)}
+    families = {
+        "knn": Family(frozen.knn_config, frozen.run_knn_family, frozen=True),
+        "probe": Family(frozen.probe_config, frozen.run_probe_family, frozen=True),
+    }
     if name not in families:
         raise UserError(f"unknown protocol family {name!r}{did_you_mean(name, families)}; known: {', '.join(families)}")
     return families[name]

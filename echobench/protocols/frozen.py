@@ -10,6 +10,7 @@ from echobench.context import ProtocolContext
 from echobench.embed import EncodedSplit
 from echobench.protocols.base import FeatureSet, ProtocolResult
 from echobench.protocols.knn import KnnConfig, run_knn
+from echobench.protocols.probe import ProbeConfig, run_probe
 
 
 def feature_set(encoded: EncodedSplit, targets: np.ndarray, valid: np.ndarray) -> FeatureSet:
@@ -38,5 +39,15 @@ def knn_config(values: dict[str, Any]) -> KnnConfig:
 
 def run_knn_family(ctx: ProtocolContext) -> ProtocolResult:
     return run_knn(
+        split_features(ctx, "train"), split_features(ctx, "val"), split_features(ctx, "test"), ctx.task, ctx.config
+    )
+
+
+def probe_config(values: dict[str, Any]) -> ProbeConfig:
+    return ProbeConfig.from_dict(values)
+
+
+def run_probe_family(ctx: ProtocolContext) -> ProtocolResult:
+    return run_probe(
         split_features(ctx, "train"), split_features(ctx, "val"), split_features(ctx, "test"), ctx.task, ctx.config
     )

@@ -1,0 +1,502 @@
+"""Frozen linear and MLP probes on cached clip embeddings, the whole lr x weight-decay grid trained in one pass.
+
+As in DINOv2 and EchoJEPA, every (lr, weight decay) pair of the grid is its own head; all ``H`` heads are
+stacked into batched parameters (one weight tensor ``(H, in, out)`` per layer) so each minibatch of features
+updates every head at once. All heads start from the same initial weights and see the same minibatches, so a
+head of the grid is exactly the head a one-setting run would train. AdamW is applied by hand with a per-head
+learning rate and weight decay (PyTorch's optimiser takes one lr per parameter tensor, not per slice).
+
+Features are standardised with the training split's mean and standard deviation. Classification heads are
+trained with cross-entropy, regression heads with MSE on targets standardised by the training split (their
+predictions are mapped back). Every clip is a training sample carrying its video's target; validation and
+test outputs are aggregated per video (``mean``: average class probabilities or regression predictions over
+clips; ``any``: binary only, a video is positive when any clip is predicted positive and its score is the
+largest clip probability).
+
+After each epoch every head is scored on validation by the task's primary metric; a head keeps its best
+epoch's weights and stops training (leaves the stack) after ``patience`` epochs without improvement. The best head on
+validation (the first in grid order among ties, ``lrs`` outer and ``weight_decays`` inner) is then
+evaluated once on test. Initialisation (PyTorch's ``nn.Linear`` rule, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``
+for weights and biases, drawn layer by layer) and each epoch's shuffling come from one ``torch.Generator``
+seeded with the run's seed, so a run is deterministic on a given device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from echobench.config import did_you_mean
+from echobench.data.tasks import Task
+from echobench.errors import UserError
+from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
+from echobench.protocols.base import FeatureSet, ProtocolResult
+
+Head = Literal["linear", "mlp"]
+Aggregate = Literal["mean", "any"]
+_HEADS: tuple[str, ...] = ("linear", "mlp")
+_AGGREGATES: tuple[str, ...] = ("mean", "any")
+_BETAS = (0.9, 0.999)
+_EPS = 1e-8
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class ProbeConfig:
+    """Protocol settings; field names match ``protocols/linear.yaml`` and ``protocols/mlp.yaml``.
+
+    ``hidden`` is used by the ``mlp`` head only (Temporal MAE: D -> 256 -> 128 -> out, ReLU). ``seeds``
+    repeats training with seeds ``seed .. seed + seeds - 1``.
+    """
+
+    head: Head = "linear"
+    hidden: tuple[int, ...] = (256, 128)
+    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+    weight_decays: tuple[float, ...] = (0.0, 1e-4, 1e-2)
+    epochs: int = 100
+    batch_size: int = 256
+    patience: int = 10
+    seeds: int = 1
+    aggregate: Aggregate = "mean"
+    ci_resamples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_choice("head", self.head, _HEADS)
+        _check_choice("aggregate", self.aggregate, _AGGREGATES)
+        self.hidden = _as_tuple(self.hidden)
+        if not self.hidden or not all(_is_int(h) and h >= 1 for h in self.hidden):
+            raise UserError(f"probe: hidden must be a non-empty list of positive layer widths, got {self.hidden!r}")
+        self.lrs = tuple(_numbers("lrs", self.lrs))
+        if any(lr <= 0 for lr in self.lrs):
+            raise UserError(f"probe: lrs must all be > 0, got {self.lrs!r}")
+        self.weight_decays = tuple(_numbers("weight_decays", self.weight_decays))
+        if any(wd < 0 for wd in self.weight_decays):
+            raise UserError(f"probe: weight_decays must all be >= 0, got {self.weight_decays!r}")
+        for name in ("epochs", "batch_size", "patience", "seeds"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise UserError(f"probe: {name} must be a positive integer, got {value!r}")
+        if not _is_int(self.ci_resamples) or self.ci_resamples < 0:
+            raise UserError(f"probe: ci_resamples must be >= 0 (0 = no intervals), got {self.ci_resamples!r}")
+        if not _is_int(self.seed):
+            raise UserError(f"probe: seed must be an integer, got {self.seed!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ProbeConfig:
+        """Build from a mapping (the ``config`` block of the YAML spec); unknown keys are a :class:`UserError`."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in known:
+                hint = did_you_mean(key, known)
+                raise UserError(f"probe: unknown setting {key!r}{hint}; known settings: {', '.join(known)}")
+        return cls(**values)
+
+    @property
+    def grid(self) -> list[tuple[float, float]]:
+        """Every (lr, weight decay) pair, ``lrs`` outer: head ``h`` of the stack trains ``grid[h]``."""
+        return [(lr, wd) for lr in self.lrs for wd in self.weight_decays]
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UserError(f"probe: {name} must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _as_tuple(value: object) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+def _numbers(name: str, value: object) -> list[float]:
+    items = _as_tuple(value)
+    if not items or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
+        raise UserError(f"probe: {name} must be a non-empty list of numbers, got {value!r}")
+    return [float(v) for v in items]
+
+
+@dataclass
+class FittedProbe:
+    """The head chosen on validation, with the training split's standardisation; reusable on any split.
+
+    ``grid`` has one row per head (``lr``, ``weight_decay``, best ``epoch``, ``val_<primary metric>``);
+    ``val_metrics`` are all validation metrics of the chosen head.
+    """
+
+    task: Task
+    aggregate: Aggregate
+    layers: Layers
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+    target_mean: float
+    target_std: float
+    lr: float
+    weight_decay: float
+    epoch: int
+    val_metrics: dict[str, float]
+    grid: pd.DataFrame
+
+    def predict(self, fs: FeatureSet) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-video ``(prediction, score)``; ``score`` (positive-class probability) is ``None`` for regression."""
+        if fs.features.shape[1] != self.feature_mean.shape[0]:
+            raise UserError(
+                f"probe: features have dimension {fs.features.shape[1]} but the probe was trained on "
+                f"{self.feature_mean.shape[0]}; encode every split with the same checkpoint"
+            )
+        x = _standardised(fs.features, self.feature_mean, self.feature_std, self.feature_mean.device)
+        pred, score = _video_outputs(self.layers, x, fs, self.task, self.aggregate, self.target_mean, self.target_std)
+        return pred[0], None if score is None else score[0]
+
+
+def run_probe(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, config: ProbeConfig) -> ProtocolResult:
+    """Train the probe grid once per seed, choose on validation, evaluate the chosen head once on test.
+
+    ``metrics`` average the seeds' test metrics; ``ci``, ``val_metrics`` and ``predictions`` are the first
+    seed's; ``chosen`` holds the first seed's lr, weight decay and epoch, later seeds' as ``lr@seed=S`` etc.
+    """
+    _check_split("test", test, task)
+    seeds = [config.seed + i for i in range(config.seeds)]
+    probes = [fit_probe(train, val, task, config, seed) for seed in seeds]
+    outputs = [probe.predict(test) for probe in probes]
+    per_seed: dict[str, list[float]] = {}
+    chosen: dict[str, float | int | str] = {}
+    for i, (seed, probe, (pred, score)) in enumerate(zip(seeds, probes, outputs, strict=True)):
+        for name, value in _metrics(task, test.targets, pred, score).items():
+            per_seed.setdefault(name, []).append(value)
+        suffix = "" if i == 0 else f"@seed={seed}"
+        chosen |= {f"lr{suffix}": probe.lr, f"weight_decay{suffix}": probe.weight_decay, f"epoch{suffix}": probe.epoch}
+    pred, score = outputs[0]
+    return ProtocolResult(
+        metrics={name: float(np.mean(values)) for name, values in per_seed.items()},
+        ci=_intervals(test.targets, pred, score, config.ci_resamples, config.seed),
+        chosen=chosen,
+        val_metrics=probes[0].val_metrics,
+        predictions=_predictions_frame(test, pred, score),
+        per_seed=per_seed,
+    )
+
+
+def fit_probe(
+    train: FeatureSet,
+    val: FeatureSet,
+    task: Task,
+    config: ProbeConfig,
+    seed: int,
+    device: str | torch.device | None = None,
+) -> FittedProbe:
+    """Train every head of ``config.grid`` in one pass and keep the one that is best on validation.
+
+    ``device`` defaults to CUDA when available, else CPU.
+    """
+    _check_split("train", train, task)
+    _check_split("val", val, task)
+    if train.features.shape[1] != val.features.shape[1]:
+        raise UserError(
+            f"probe: feature dimensions differ between train ({train.features.shape[1]}) and val "
+            f"({val.features.shape[1]}); re-encode all splits"
+        )
+    if config.aggregate == "any" and (not task.is_classification or len(task.classes) != 2):
+        raise UserError(f"probe: aggregate 'any' needs a binary classification task, {task.name} is not one")
+    dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    raw = torch.from_numpy(np.asarray(train.features, dtype=np.float32))
+    mean = raw.mean(dim=0).to(dev)
+    # A constant feature carries no information; dividing by 1 keeps it at 0 instead of NaN.
+    spread = raw.std(dim=0, correction=0)
+    std = torch.where(spread > 0, spread, 1.0).to(dev)
+    target_mean, target_std = 0.0, 1.0
+    if not task.is_classification:
+        video_targets = np.asarray(train.targets, dtype=np.float64)
+        target_mean = float(video_targets.mean())
+        target_std = float(video_targets.std()) or 1.0
+    trainer = _GridTrainer(
+        x=_standardised(train.features, mean, std, dev),
+        y=_training_targets(train, task, target_mean, target_std, dev),
+        val=val,
+        val_x=_standardised(val.features, mean, std, dev),
+        task=task,
+        config=config,
+        target_mean=target_mean,
+        target_std=target_std,
+    )
+    layers, epochs, scores = trainer.fit(seed)
+    best = _first_best(scores, task.higher_is_better)
+    lr, wd = config.grid[best]
+    head = [(w[best : best + 1].clone(), b[best : best + 1].clone()) for w, b in layers]
+    pred, score = _video_outputs(head, trainer.val_x, val, task, config.aggregate, target_mean, target_std)
+    grid = pd.DataFrame(config.grid, columns=["lr", "weight_decay"])
+    grid["epoch"] = epochs
+    grid[f"val_{task.primary_metric}"] = scores
+    return FittedProbe(
+        task=task,
+        aggregate=config.aggregate,
+        layers=head,
+        feature_mean=mean,
+        feature_std=std,
+        target_mean=target_mean,
+        target_std=target_std,
+        lr=lr,
+        weight_decay=wd,
+        epoch=int(epochs[best]),
+        val_metrics=_metrics(task, val.targets, pred[0], None if score is None else score[0]),
+        grid=grid,
+    )
+
+
+class _GridTrainer:
+    """Trains the stacked heads of one grid with per-head AdamW and per-head early stopping."""
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        val: FeatureSet,
+        val_x: torch.Tensor,
+        task: Task,
+        config: ProbeConfig,
+        target_mean: float,
+        target_std: float,
+    ) -> None:
+        self.x, self.y, self.val, self.val_x = x, y, val, val_x
+        self.task, self.config = task, config
+        self.target_mean, self.target_std = target_mean, target_std
+        grid = torch.tensor(config.grid, dtype=torch.float32, device=x.device)
+        self.lr, self.wd = grid[:, 0], grid[:, 1]
+
+    def fit(self, seed: int) -> tuple[Layers, np.ndarray, np.ndarray]:
+        """Best-epoch layers of every head, each head's best epoch (0 = never improved) and its val score.
+
+        A head that runs out of patience leaves the stack, so stopped heads cost no more compute; the heads
+        still training are ``live`` (indices into the grid).
+        """
+        cfg, n_heads, dev = self.config, len(self.config.grid), self.x.device
+        generator = torch.Generator().manual_seed(seed)
+        widths = [self.x.shape[1], *(cfg.hidden if cfg.head == "mlp" else ()), self._out_dim]
+        initial = [p.to(dev) for p in _init_stack(widths, n_heads, generator)]
+        best = [p.clone() for p in initial]
+        optimiser = _StackedAdamW(initial, self.lr, self.wd)
+        best_epoch = np.zeros(n_heads, dtype=np.int64)
+        best_score = np.full(n_heads, -np.inf)
+        live = np.arange(n_heads)
+        n = len(self.x)
+        for epoch in range(1, cfg.epochs + 1):
+            for idx in torch.randperm(n, generator=generator).to(dev).split(cfg.batch_size):
+                out = _forward(_pairs(optimiser.params), self.x[idx])
+                optimiser.step(torch.autograd.grad(self._loss(out, self.y[idx]), optimiser.params))
+            with torch.no_grad():
+                scores = self._val_scores(_pairs(optimiser.params))
+            signed = np.nan_to_num(scores if self.task.higher_is_better else -scores, nan=-np.inf)
+            improved = signed > best_score[live]
+            rows = torch.from_numpy(live[improved]).to(dev)
+            for kept, p in zip(best, optimiser.params, strict=True):
+                kept[rows] = p.detach()[torch.from_numpy(improved).to(dev)]
+            best_score[live[improved]] = signed[improved]
+            best_epoch[live[improved]] = epoch
+            going = (epoch - best_epoch[live]) < cfg.patience
+            live = live[going]
+            if live.size == 0:
+                break
+            if not going.all():
+                optimiser.keep(torch.from_numpy(going).to(dev))
+        raw_best = best_score if self.task.higher_is_better else -best_score
+        return _pairs(best), best_epoch, np.where(np.isinf(best_score), np.nan, raw_best)
+
+    @property
+    def _out_dim(self) -> int:
+        return len(self.task.classes) if self.task.is_classification else 1
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Sum over heads of each head's batch-mean loss, so each head's gradient is its own loss's gradient."""
+        n_heads, batch = out.shape[:2]
+        if self.task.is_classification:
+            return F.cross_entropy(out.reshape(n_heads * batch, -1), y.repeat(n_heads), reduction="sum") / batch
+        return (out[..., 0] - y).square().sum() / batch
+
+    def _val_scores(self, layers: Layers) -> np.ndarray:
+        pred, score = _video_outputs(
+            layers, self.val_x, self.val, self.task, self.config.aggregate, self.target_mean, self.target_std
+        )
+        return primary_metric(self.task, self.val.targets, pred, score)
+
+
+class _StackedAdamW:
+    """AdamW (PyTorch's update, default betas and eps) whose lr and weight decay vary along dim 0 (the head).
+
+    The optimiser owns the stacked parameters (leaf tensors that require grad); :meth:`keep` drops heads.
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], lr: torch.Tensor, weight_decay: torch.Tensor) -> None:
+        self.params = [p.detach().clone().requires_grad_() for p in params]
+        self.lr, self.wd = lr, weight_decay
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.steps = 0
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor]) -> None:
+        self.steps += 1
+        beta1, beta2 = _BETAS
+        correction1 = 1 - beta1**self.steps
+        correction2_sqrt = (1 - beta2**self.steps) ** 0.5
+        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True):
+            shape = (-1, *[1] * (p.dim() - 1))
+            p.mul_((1 - self.lr * self.wd).view(shape))
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (v.sqrt() / correction2_sqrt).add_(_EPS)
+            p.sub_((m / denom) * (self.lr / correction1).view(shape))
+
+    def keep(self, heads: torch.Tensor) -> None:
+        """Keep only the heads where the boolean mask ``heads`` is True (parameters, moments, lr, decay)."""
+        self.params = [p.detach()[heads].requires_grad_() for p in self.params]
+        self.exp_avg = [m[heads] for m in self.exp_avg]
+        self.exp_avg_sq = [v[heads] for v in self.exp_avg_sq]
+        self.lr, self.wd = self.lr[heads], self.wd[heads]
+
+
+def _init_stack(widths: Sequence[int], n_heads: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """``[w1, b1, w2, b2, ...]``: one ``nn.Linear``-style init, repeated for every head."""
+    params: list[torch.Tensor] = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+        bound = fan_in**-0.5
+        w = (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound
+        b = (torch.rand(fan_out, generator=generator) * 2 - 1) * bound
+        params += [w.expand(n_heads, -1, -1).clone(), b.expand(n_heads, -1).clone()]
+    return params
+
+
+def _pairs(params: Sequence[torch.Tensor]) -> Layers:
+    return list(zip(params[0::2], params[1::2], strict=True))
+
+
+def _forward(layers: Layers, x: torch.Tensor) -> torch.Tensor:
+    """Outputs ``(H, B, out)`` of all heads for one batch ``(B, D)``; ReLU between layers."""
+    w0, b0 = layers[0]
+    h = torch.einsum("bd,hdo->hbo", x, w0) + b0[:, None, :]
+    for w, b in layers[1:]:
+        h = torch.baddbmm(b[:, None, :], h.relu(), w)
+    return h
+
+
+def _standardised(features: np.ndarray, mean: torch.Tensor, std: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    return (torch.from_numpy(np.asarray(features, dtype=np.float32)).to(dev) - mean) / std
+
+
+def _training_targets(train: FeatureSet, task: Task, mean: float, std: float, dev: torch.device) -> torch.Tensor:
+    clip_targets = np.asarray(train.targets)[train.clip_video]
+    if task.is_classification:
+        return torch.from_numpy(clip_targets.astype(np.int64)).to(dev)
+    return torch.from_numpy(((clip_targets - mean) / std).astype(np.float32)).to(dev)
+
+
+def _video_outputs(
+    layers: Layers,
+    x: torch.Tensor,
+    fs: FeatureSet,
+    task: Task,
+    aggregate: Aggregate,
+    target_mean: float,
+    target_std: float,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-video ``(prediction, score)`` of every head, each ``(H, n_videos)``; score ``None`` for regression."""
+    with torch.no_grad():
+        out = _forward(layers, x).cpu()
+    index = torch.from_numpy(np.asarray(fs.clip_video, dtype=np.int64))
+    n_heads, n_videos = out.shape[0], fs.num_videos
+    if not task.is_classification:
+        values = out[..., 0].double() * target_std + target_mean
+        return _video_mean(values, index, n_videos).numpy(), None
+    probs = out.double().softmax(dim=-1)
+    if aggregate == "mean":
+        video_probs = _video_mean(probs, index, n_videos)
+        return video_probs.argmax(dim=-1).numpy(), video_probs[..., 1].numpy()
+    positive = (probs.argmax(dim=-1) == 1).double()
+    empty = torch.full((n_heads, n_videos), -torch.inf, dtype=torch.float64)
+    any_positive = empty.scatter_reduce(1, index.expand(n_heads, -1), positive, reduce="amax")
+    score = empty.scatter_reduce(1, index.expand(n_heads, -1), probs[..., 1], reduce="amax")
+    return any_positive.long().numpy(), score.numpy()
+
+
+def _video_mean(values: torch.Tensor, index: torch.Tensor, n_videos: int) -> torch.Tensor:
+    sums = torch.zeros((values.shape[0], n_videos, *values.shape[2:]), dtype=values.dtype).index_add_(1, index, values)
+    counts = torch.bincount(index, minlength=n_videos).to(values.dtype)
+    return sums / counts.view(1, -1, *[1] * (values.dim() - 2))
+
+
+def primary_metric(task: Task, targets: np.ndarray, pred: np.ndarray, score: np.ndarray | None) -> np.ndarray:
+    """``task.primary_metric`` of every head (rows of ``pred``/``score``), as :mod:`echobench.metrics` defines it.
+
+    Accuracy, balanced accuracy, MAE and RMSE are computed for all heads at once (the grid is scored every
+    epoch); any other metric calls the metric function head by head. A head with non-finite output scores NaN.
+    """
+    y = np.asarray(targets)
+    name = task.primary_metric
+    if name == "accuracy":
+        return (pred == y).mean(axis=1)
+    if name == "balanced_accuracy":
+        recalls = [(pred[:, y == c] == c).mean(axis=1) for c in np.unique(y)]
+        return np.mean(recalls, axis=0)
+    if name in ("mae", "rmse"):
+        err = pred - y.astype(np.float64)
+        return np.abs(err).mean(axis=1) if name == "mae" else np.sqrt(np.square(err).mean(axis=1))
+    values = np.full(len(pred), np.nan)
+    for h in range(len(pred)):
+        row_score = None if score is None else score[h]
+        if np.isfinite(pred[h]).all() and (row_score is None or np.isfinite(row_score).all()):
+            values[h] = _metrics(task, y, pred[h], row_score)[name]
+    return values
+
+
+def _first_best(scores: np.ndarray, higher_is_better: bool) -> int:
+    """Index of the best score; the first among ties; NaN is worst."""
+    signed = scores if higher_is_better else -scores
+    return int(np.argmax(np.nan_to_num(signed, nan=-np.inf)))
+
+
+def _metrics(task: Task, targets: np.ndarray, pred: np.ndarray, score: np.ndarray | None) -> dict[str, float]:
+    if score is None:
+        return regression_metrics(targets, pred)
+    return classification_metrics(targets, pred, score)
+
+
+def _intervals(
+    targets: np.ndarray, pred: np.ndarray, score: np.ndarray | None, resamples: int, seed: int
+) -> dict[str, tuple[float, float]]:
+    if resamples == 0:
+        return {}
+    if score is None:
+        return bootstrap_ci(regression_metrics, (targets, pred), n_resamples=resamples, seed=seed)
+    return bootstrap_ci(classification_metrics, (targets, pred, score), n_resamples=resamples, seed=seed)
+
+
+def _predictions_frame(test: FeatureSet, pred: np.ndarray, score: np.ndarray | None) -> pd.DataFrame:
+    frame = pd.DataFrame({"video_id": list(test.video_ids), "target": test.targets, "prediction": pred})
+    if score is not None:
+        frame["score"] = score
+    return frame
+
+
+def _check_split(name: str, fs: FeatureSet, task: Task) -> None:
+    if fs.num_videos == 0 or len(fs.features) == 0:
+        raise UserError(f"probe: split {name} is empty; the dataset needs train, val and test videos")
+    counts = np.bincount(fs.clip_video, minlength=fs.num_videos)
+    if len(counts) != fs.num_videos or (counts == 0).any():
+        raise UserError(f"probe: split {name} has videos without clips (or clips of unknown videos)")
+    targets = np.asarray(fs.targets)
+    if task.is_classification:
+        ok = np.issubdtype(targets.dtype, np.integer) and ((targets >= 0) & (targets < len(task.classes))).all()
+        if not ok:
+            last = len(task.classes) - 1
+            raise UserError(f"probe: {name} targets of task {task.name} must be class indices 0..{last}")
+    elif not np.isfinite(targets.astype(np.float64)).all():
+        raise UserError(f"probe: {name} has missing targets for task {task.name}; drop unlabeled videos first")
