@@ -11,7 +11,6 @@ num_workers 0) from the cache and from the AVIs, with their ratio (goal >= 10x).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from echobench.data.decode_cache import DecodeCache
 from echobench.data.echonet import EchoNetDynamic
 from echobench.data.loader import ClipDataset, ClipSample, collate_clips
 from echobench.data.sampling import clip_indices
+from echobench.data.synthecho.generate import synthesize
 from echobench.data.video_io import read_video_gray, resize_frames
 
 SPEC = ClipSpec(frames=16, stride=2, size=112)
@@ -35,17 +35,8 @@ BATCH = 8
 
 
 def make_dataset(folder: Path, videos: int, frames: int) -> Path:
-    """SynthEcho when its generator is available, else the test fixture's ring videos."""
-    try:
-        from echobench.data.synthecho.generate import synthesize
-
-        return synthesize(folder, videos=videos, seed=0, frames=frames, progress=False)
-    except (ImportError, NotImplementedError):
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from echonet_fixture import write_echonet_fixture
-
-        print("SynthEcho generator not available: using the test fixture's videos")
-        return write_echonet_fixture(folder, videos=videos, frames=frames, size=112, seed=0)
+    """A SynthEcho folder of the requested size."""
+    return synthesize(folder, videos=videos, seed=0, frames=frames, progress=False)
 
 
 def pyav_to_ndarray(path: str) -> np.ndarray:

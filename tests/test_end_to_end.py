@@ -35,20 +35,20 @@ def synth_root(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("synth") / "se", videos=40, seed=0, frames=24, progress=False)
 
 
-def run_json(monkeypatch, capsys, root, method, *extra):
+def run_json(monkeypatch, capsys, root, method, *extra, protocol="knn", settings=TINY):
     argv = [
         "echobench",
         "run",
         "--method",
         method,
         "--protocol",
-        "knn",
+        protocol,
         "--dataset",
         "synthecho",
         "--data-root",
         str(root),
         "--json",
-        *TINY,
+        *settings,
         *extra,
     ]
     monkeypatch.setattr(sys, "argv", argv)
@@ -109,33 +109,9 @@ def test_linear_probe_reuses_the_embedding_cache(monkeypatch, capsys, synth_root
     cached = sorted((isolated_home / "embeddings").rglob("*.safetensors"))
     argv_extra = ["--set", "protocol.epochs=5"]
     monkeypatch.setattr("echobench.embed.EvalClipDataset", None)  # any fresh encode would now fail
-    probe = run_json_protocol(monkeypatch, capsys, synth_root, "random_init", "linear", *argv_extra)
+    probe = run_json(monkeypatch, capsys, synth_root, "random_init", *argv_extra, protocol="linear", settings=TINY[:-2])
     assert probe["protocol"] == "linear" and probe["task"] == "ef"
     assert set(probe["metrics"]) == {"mae", "rmse", "r2"}
     assert {"lr", "weight_decay", "epoch"} <= set(probe["chosen"])
     assert probe["checkpoint_hash"] == knn["checkpoint_hash"]
     assert sorted((isolated_home / "embeddings").rglob("*.safetensors")) == cached
-
-
-def run_json_protocol(monkeypatch, capsys, root, method, protocol, *extra):
-    argv = [
-        "echobench",
-        "run",
-        "--method",
-        method,
-        "--protocol",
-        protocol,
-        "--dataset",
-        "synthecho",
-        "--data-root",
-        str(root),
-        "--json",
-        *TINY[:-2],
-        *extra,
-    ]
-    monkeypatch.setattr(sys, "argv", argv)
-    try:
-        main()
-    except SystemExit as exc:
-        assert exc.code in (0, None), capsys.readouterr().err
-    return json.loads(capsys.readouterr().out)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
+
+from echobench.config import did_you_mean
+from echobench.errors import UserError
+
+C = TypeVar("C")
 
 
 @dataclass
@@ -51,3 +59,13 @@ class ProtocolResult:
     val_metrics: dict[str, float]
     predictions: pd.DataFrame
     per_seed: dict[str, list[float]] = field(default_factory=dict)
+
+
+def config_from_mapping(cls: type[C], values: Mapping[str, Any], protocol: str) -> C:
+    """Build a protocol config dataclass from a YAML ``config`` block; unknown keys are a :class:`UserError`."""
+    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in values:
+        if key not in known:
+            hint = did_you_mean(key, known)
+            raise UserError(f"{protocol}: unknown setting {key!r}{hint}; known settings: {', '.join(known)}")
+    return cls(**values)

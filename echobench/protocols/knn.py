@@ -19,7 +19,6 @@ DISCOVER code: the bank is the validation split, ``k`` = 10, no selection, so no
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -30,11 +29,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from echobench.config import did_you_mean
 from echobench.data.tasks import Task
 from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
-from echobench.protocols.base import FeatureSet, ProtocolResult
+from echobench.protocols.base import FeatureSet, ProtocolResult, config_from_mapping
 
 DISCOVER_CODE_K = 10
 # faiss-gpu's brute-force search returns at most this many neighbours per query.
@@ -79,12 +77,7 @@ class KnnConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> KnnConfig:
         """Build from a mapping (the ``config`` block of the YAML spec); unknown keys are a :class:`UserError`."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in known:
-                hint = did_you_mean(key, known)
-                raise UserError(f"knn: unknown setting {key!r}{hint}; known settings: {', '.join(known)}")
-        return cls(**values)
+        return config_from_mapping(cls, values, "knn")
 
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

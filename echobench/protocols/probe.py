@@ -23,7 +23,6 @@ seeded with the run's seed, so a run is deterministic on a given device.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -33,11 +32,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from echobench.config import did_you_mean
 from echobench.data.tasks import Task
 from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
-from echobench.protocols.base import FeatureSet, ProtocolResult
+from echobench.protocols.base import FeatureSet, ProtocolResult, config_from_mapping
 
 Head = Literal["linear", "mlp"]
 Aggregate = Literal["mean", "any"]
@@ -93,12 +91,7 @@ class ProbeConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ProbeConfig:
         """Build from a mapping (the ``config`` block of the YAML spec); unknown keys are a :class:`UserError`."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in known:
-                hint = did_you_mean(key, known)
-                raise UserError(f"probe: unknown setting {key!r}{hint}; known settings: {', '.join(known)}")
-        return cls(**values)
+        return config_from_mapping(cls, values, "probe")
 
     @property
     def grid(self) -> list[tuple[float, float]]:
