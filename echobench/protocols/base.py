@@ -69,3 +69,20 @@ def config_from_mapping(cls: type[C], values: Mapping[str, Any], protocol: str) 
             hint = did_you_mean(key, known)
             raise UserError(f"{protocol}: unknown setting {key!r}{hint}; known settings: {', '.join(known)}")
     return cls(**values)
+
+
+def check_split(protocol: str, name: str, fs: FeatureSet, task: Any) -> None:
+    """A split a protocol can use: non-empty, every video has clips, targets valid for ``task``."""
+    if fs.num_videos == 0 or len(fs.features) == 0:
+        raise UserError(f"{protocol}: split {name} is empty; the dataset needs train, val and test videos")
+    counts = np.bincount(fs.clip_video, minlength=fs.num_videos)
+    if len(counts) != fs.num_videos or (counts == 0).any():
+        raise UserError(f"{protocol}: split {name} has videos without clips (or clips of unknown videos)")
+    targets = np.asarray(fs.targets)
+    if task.is_classification:
+        ok = np.issubdtype(targets.dtype, np.integer) and ((targets >= 0) & (targets < len(task.classes))).all()
+        if not ok:
+            last = len(task.classes) - 1
+            raise UserError(f"{protocol}: {name} targets of task {task.name} must be class indices 0..{last}")
+    elif not np.isfinite(targets.astype(np.float64)).all():
+        raise UserError(f"{protocol}: {name} has missing targets for task {task.name}; drop unlabeled videos first")

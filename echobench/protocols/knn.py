@@ -32,7 +32,7 @@ import torch
 from echobench.data.tasks import Task
 from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
-from echobench.protocols.base import FeatureSet, ProtocolResult, config_from_mapping
+from echobench.protocols.base import FeatureSet, ProtocolResult, check_split, config_from_mapping
 
 DISCOVER_CODE_K = 10
 # faiss-gpu's brute-force search returns at most this many neighbours per query.
@@ -248,21 +248,6 @@ def _check_inputs(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Ta
     if len(set(dims.values())) != 1:
         raise UserError(f"knn: feature dimensions differ between splits {dims}; re-encode all splits")
     for name, fs in splits.items():
-        if fs.num_videos == 0 or len(fs.features) == 0:
-            raise UserError(f"knn: split {name} is empty; the dataset needs train, val and test videos")
-        counts = np.bincount(fs.clip_video, minlength=fs.num_videos)
-        if len(counts) != fs.num_videos or (counts == 0).any():
-            raise UserError(f"knn: split {name} has videos without clips (or clips of unknown videos)")
-        _check_targets(name, fs.targets, task)
+        check_split("knn", name, fs, task)
     if config.aggregate == "any" and (not task.is_classification or len(task.classes) != 2):
         raise UserError(f"knn: aggregate 'any' needs a binary classification task, {task.name} is not one")
-
-
-def _check_targets(split: str, targets: np.ndarray, task: Task) -> None:
-    if task.is_classification:
-        ok = np.issubdtype(targets.dtype, np.integer) and ((targets >= 0) & (targets < len(task.classes))).all()
-        if not ok:
-            last = len(task.classes) - 1
-            raise UserError(f"knn: {split} targets of task {task.name} must be class indices 0..{last}")
-    elif not np.isfinite(targets.astype(np.float64)).all():
-        raise UserError(f"knn: {split} has missing targets for task {task.name}; drop unlabeled videos first")

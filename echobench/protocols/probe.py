@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from echobench.data.tasks import Task
 from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
-from echobench.protocols.base import FeatureSet, ProtocolResult, config_from_mapping
+from echobench.protocols.base import FeatureSet, ProtocolResult, check_split, config_from_mapping
 
 Head = Literal["linear", "mlp"]
 Aggregate = Literal["mean", "any"]
@@ -158,7 +158,7 @@ def run_probe(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, 
     ``metrics`` average the seeds' test metrics; ``ci``, ``val_metrics`` and ``predictions`` are the first
     seed's; ``chosen`` holds the first seed's lr, weight decay and epoch, later seeds' as ``lr@seed=S`` etc.
     """
-    _check_split("test", test, task)
+    check_split("probe", "test", test, task)
     seeds = [config.seed + i for i in range(config.seeds)]
     probes = [fit_probe(train, val, task, config, seed) for seed in seeds]
     outputs = [probe.predict(test) for probe in probes]
@@ -192,8 +192,8 @@ def fit_probe(
 
     ``device`` defaults to CUDA when available, else CPU.
     """
-    _check_split("train", train, task)
-    _check_split("val", val, task)
+    check_split("probe", "train", train, task)
+    check_split("probe", "val", val, task)
     if train.features.shape[1] != val.features.shape[1]:
         raise UserError(
             f"probe: feature dimensions differ between train ({train.features.shape[1]}) and val "
@@ -477,19 +477,3 @@ def _predictions_frame(test: FeatureSet, pred: np.ndarray, score: np.ndarray | N
     if score is not None:
         frame["score"] = score
     return frame
-
-
-def _check_split(name: str, fs: FeatureSet, task: Task) -> None:
-    if fs.num_videos == 0 or len(fs.features) == 0:
-        raise UserError(f"probe: split {name} is empty; the dataset needs train, val and test videos")
-    counts = np.bincount(fs.clip_video, minlength=fs.num_videos)
-    if len(counts) != fs.num_videos or (counts == 0).any():
-        raise UserError(f"probe: split {name} has videos without clips (or clips of unknown videos)")
-    targets = np.asarray(fs.targets)
-    if task.is_classification:
-        ok = np.issubdtype(targets.dtype, np.integer) and ((targets >= 0) & (targets < len(task.classes))).all()
-        if not ok:
-            last = len(task.classes) - 1
-            raise UserError(f"probe: {name} targets of task {task.name} must be class indices 0..{last}")
-    elif not np.isfinite(targets.astype(np.float64)).all():
-        raise UserError(f"probe: {name} has missing targets for task {task.name}; drop unlabeled videos first")
