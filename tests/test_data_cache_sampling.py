@@ -14,7 +14,6 @@ from echonet_fixture import write_echonet_fixture
 from torch.utils.data import DataLoader
 
 from echobench.api import ClipSpec
-from echobench.data import decode_cache
 from echobench.data.decode_cache import DecodeCache, stats_frames
 from echobench.data.echonet import EchoNetDynamic
 from echobench.data.loader import ClipDataset, EvalClipDataset, collate_clips, collate_eval, step_batches
@@ -47,10 +46,10 @@ def test_cache_frames_equal_decode_then_resize(dataset: EchoNetDynamic, cache: D
 
 
 def test_cache_is_built_once_and_reused(dataset: EchoNetDynamic, cache: DecodeCache, monkeypatch) -> None:
-    def fail(path: str) -> np.ndarray:
+    def fail(self: EchoNetDynamic, path: str) -> np.ndarray:
         raise AssertionError(f"decoded {path} although the cache exists")
 
-    monkeypatch.setattr(decode_cache, "read_video_gray", fail)
+    monkeypatch.setattr(EchoNetDynamic, "read_frames", fail)
     again = DecodeCache.build(dataset, SIZE, root=cache.folder.parent, progress=False)
     assert again.folder == cache.folder
     np.testing.assert_array_equal(again.video("0X0003"), cache.video("0X0003"))
@@ -59,13 +58,13 @@ def test_cache_is_built_once_and_reused(dataset: EchoNetDynamic, cache: DecodeCa
 def test_crash_during_build_leaves_no_cache(dataset: EchoNetDynamic, tmp_path: Path, monkeypatch) -> None:
     calls = []
 
-    def crash_on_third(path: str) -> np.ndarray:
+    def crash_on_third(self: EchoNetDynamic, path: str) -> np.ndarray:
         calls.append(path)
         if len(calls) == 3:
             raise RuntimeError("simulated crash")
         return read_video_gray(path)
 
-    monkeypatch.setattr(decode_cache, "read_video_gray", crash_on_third)
+    monkeypatch.setattr(EchoNetDynamic, "read_frames", crash_on_third)
     with pytest.raises(RuntimeError, match="simulated crash"):
         DecodeCache.build(dataset, SIZE, root=tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,8 @@ import pytest
 from echonet_fixture import tracing_rows, write_avi, write_echonet_fixture
 
 from echobench.data.base import CORE_COLUMNS, SPLITS
-from echobench.data.echonet import EchoNetDynamic, lv_area, polygon_mask, tracing_polygon
+from echobench.data.echonet import EchoNetDynamic, tracing_polygon
+from echobench.data.geometry import lv_area, polygon_mask
 from echobench.data.video_io import read_video_gray, resize_frames
 from echobench.errors import UserError
 

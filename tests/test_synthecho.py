@@ -14,7 +14,8 @@ import pytest
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import KFold, cross_val_score
 
-from echobench.data.echonet import EchoNetDynamic, polygon_mask
+from echobench.data.echonet import EchoNetDynamic
+from echobench.data.geometry import polygon_mask
 from echobench.data.synthecho import generate, physiology, writer
 from echobench.data.synthecho.generate import SYNTHECHO_VERSION, synthesize
 from echobench.data.synthecho.render import lv_masks, render_video

@@ -16,6 +16,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from echobench.data.geometry import polygon_mask
+from echobench.data.video_io import read_video_gray
 from echobench.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -80,6 +82,29 @@ class VideoDataset(abc.ABC):
     @abc.abstractmethod
     def tracings(self, video_id: str) -> dict[int, np.ndarray]:
         """Traced frames of a video: frame index -> LV polygon ``(P, 2)`` float ``(x, y)`` in pixels."""
+
+    def read_frames(self, path: str) -> np.ndarray:
+        """Grey frames ``(T, H, W)`` uint8 of the video at ``path`` (a table ``path``); formats other than video
+        files (NIfTI, MHD, DICOM) override this. Raises :class:`UserError` naming the file when it is unreadable."""
+        return read_video_gray(path)
+
+    #: Names of the label-map values 1, 2, ... of :meth:`masks` (0 is background).
+    mask_classes: ClassVar[tuple[str, ...]] = ("lv",)
+
+    def masks(self, video_id: str) -> dict[int, np.ndarray]:
+        """Segmentation label maps of a video: frame index -> ``(height, width)`` uint8 at the source resolution.
+
+        Value ``i`` (1-based) is class ``mask_classes[i - 1]``, 0 is background. The default rasterises the LV
+        tracings; datasets that ship label maps (CAMUS, HMC-QU) override this.
+        """
+        row = self.table.index[self.table["video_id"] == video_id]
+        if len(row) == 0:
+            raise KeyError(f"{video_id!r} is not a video of {self.name} at {self.root}")
+        height, width = (int(self.table.at[row[0], c]) for c in ("height", "width"))
+        return {
+            frame: polygon_mask(polygon, height, width).astype(np.uint8)
+            for frame, polygon in self.tracings(video_id).items()
+        }
 
     # -- shared behaviour ---------------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Folder ``<root>/<dataset.name>-<content_hash>-<size>/`` holds ``frames.u8`` (all videos' frames concatenated,
 ``(total_frames, size, size)`` uint8, C order) and ``index.json`` (per video: ``offset`` = first frame's row in
-``frames.u8``, ``num_frames`` = frames actually decoded, which is the truth when the file list disagrees). The
+``frames.u8``, ``num_frames`` = frames actually decoded, which is the truth when the file list disagrees;
+``top``/``left``/``side`` = the source square the frames were cut from, see :class:`~echobench.data.video_io.Crop`). The
 folder is written with :func:`echobench.atomic.atomic_dir`, so it exists only once complete. ``stats.json`` memoises
 normalisation statistics per set of videos.
 """
@@ -13,7 +14,7 @@ import hashlib
 import json
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,10 @@ from echobench import paths
 from echobench.atomic import atomic_dir, write_text_atomic
 from echobench.console import progress_bar
 from echobench.data.base import VideoDataset
-from echobench.data.video_io import read_video_gray, resize_frames
+from echobench.data.video_io import Crop, crop_resize, working_crop
 
 #: Bump when decoding or resizing changes, so caches written by older code are rebuilt.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Frames per video used for normalisation statistics (evenly spaced; all frames of shorter videos).
 STATS_FRAMES_PER_VIDEO = 16
 
@@ -37,22 +38,26 @@ def stats_frames(num_frames: int, per_video: int = STATS_FRAMES_PER_VIDEO) -> np
     return np.unique(np.rint(np.linspace(0, num_frames - 1, min(num_frames, per_video))).astype(np.int64))
 
 
-def _decode(path: str, size: int) -> np.ndarray:
-    return np.ascontiguousarray(resize_frames(read_video_gray(path), size))
+def _decode(read: Callable[[str], np.ndarray], path: str, size: int) -> tuple[np.ndarray, Crop]:
+    frames = read(path)
+    crop = working_crop(frames)
+    return np.ascontiguousarray(crop_resize(frames, crop, size)), crop
 
 
-def _decode_all(video_paths: list[str], size: int) -> Iterator[np.ndarray]:
+def _decode_all(
+    read: Callable[[str], np.ndarray], video_paths: list[str], size: int
+) -> Iterator[tuple[np.ndarray, Crop]]:
     """Decoded videos in order, decoding a few ahead on threads.
 
     PyAV and cv2 release the GIL for part of the work (measured: +13 % frames/s with 2 threads on 2 cores). The
     look-ahead is bounded so memory stays small, and unstarted work is cancelled when a video fails.
     """
     workers = os.cpu_count() or 1
-    pending: deque[Future[np.ndarray]] = deque()
+    pending: deque[Future[tuple[np.ndarray, Crop]]] = deque()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         try:
             for path in video_paths:
-                pending.append(pool.submit(_decode, path, size))
+                pending.append(pool.submit(_decode, read, path, size))
                 if len(pending) > 2 * workers:
                     yield pending.popleft().result()
             while pending:
@@ -98,10 +103,12 @@ class DecodeCache:
             task = bar.add_task(f"decode {dataset.name}", total=len(table), info=f"{size}px")
             offset = 0
             with open(tmp / "frames.u8", "wb") as out:
-                decoded = _decode_all(list(table["path"]), size)
-                for video_id, listed, frames in zip(table["video_id"], table["num_frames"], decoded, strict=True):
+                decoded = _decode_all(dataset.read_frames, list(table["path"]), size)
+                for video_id, listed, (frames, crop) in zip(
+                    table["video_id"], table["num_frames"], decoded, strict=True
+                ):
                     out.write(frames.data)
-                    videos[video_id] = {"offset": offset, "num_frames": len(frames)}
+                    videos[video_id] = {"offset": offset, "num_frames": len(frames), **crop.as_dict()}
                     if len(frames) != listed:
                         listed_differ[video_id] = int(listed)
                     offset += len(frames)
@@ -147,6 +154,15 @@ class DecodeCache:
     def num_frames(self, video_id: str) -> int:
         """Number of frames decoded from the video (may differ from the file list's count)."""
         return self._entry(video_id)["num_frames"]
+
+    def crop(self, video_id: str) -> Crop:
+        """The source-pixel square the video's frames were cut from before resizing."""
+        entry = self._entry(video_id)
+        return Crop(top=entry["top"], left=entry["left"], side=entry["side"])
+
+    def working_mask(self, video_id: str, label_map: np.ndarray) -> np.ndarray:
+        """A label map ``(H, W)`` at the video's source resolution → ``(size, size)`` aligned with its frames."""
+        return crop_resize(np.asarray(label_map, dtype=np.uint8)[None], self.crop(video_id), self.size, nearest=True)[0]
 
     def _entry(self, video_id: str) -> dict[str, int]:
         try:

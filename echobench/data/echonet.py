@@ -23,34 +23,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-import cv2
 import numpy as np
 import pandas as pd
 
 from echobench.data.base import VideoDataset
+from echobench.data.geometry import lv_area
 from echobench.errors import UserError
 
 FILE_LIST_COLUMNS = ("FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split")
 TRACING_COLUMNS = ("FileName", "X1", "Y1", "X2", "Y2", "Frame")
 #: FileListExtra.csv columns with a meaning beyond "label": they fill core columns instead.
 EXTRA_CORE_COLUMNS = {"PatientID": "patient_id", "EDFrame": "ed_frame", "ESFrame": "es_frame"}
-
-
-def lv_area(polygon: np.ndarray) -> float:
-    """Area (pixels²) enclosed by a polygon ``(P, 2)`` of ``(x, y)`` points (shoelace formula)."""
-    x, y = np.asarray(polygon, dtype=np.float64).T
-    twice = np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]) + x[-1] * y[0] - x[0] * y[-1]
-    return float(0.5 * abs(twice))
-
-
-def polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Boolean ``(height, width)`` mask of the pixels inside (or on the border of) a polygon of ``(x, y)`` points.
-
-    Vertices are rounded to the nearest pixel; cv2.fillPoly includes the border pixels.
-    """
-    mask = np.zeros((height, width), dtype=np.uint8)
-    cv2.fillPoly(mask, [np.rint(np.asarray(polygon, dtype=np.float64)).astype(np.int32)], 1)
-    return mask.astype(bool)
 
 
 def tracing_polygon(chords: np.ndarray) -> np.ndarray:

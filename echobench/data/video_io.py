@@ -9,6 +9,7 @@ formats go through swscale's grey conversion.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -49,17 +50,58 @@ def read_video_gray(path: Path | str) -> np.ndarray:
     return np.stack(frames)
 
 
-def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """Resize grey frames ``(T, H, W)`` to ``(T, size, size)`` with area interpolation.
+@dataclass(frozen=True)
+class Crop:
+    """The source-pixel square ``rows [top, top + side) x cols [left, left + side)`` that becomes the working frame.
 
-    Non-square frames are centre-cropped to a square of side ``min(H, W)`` first: echo sectors sit in the middle
-    of the frame, so the crop loses only margin and keeps the anatomy's aspect ratio (padding would waste
-    resolution on blank borders). Frames already at the size are returned unchanged.
+    The square may reach outside the image (to keep an aspect ratio); those pixels are black. Frames and
+    segmentation masks of a video go through the same crop, so masks stay aligned with the pixels.
+    """
+
+    top: int
+    left: int
+    side: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"top": self.top, "left": self.left, "side": self.side}
+
+
+def centre_square(height: int, width: int) -> Crop:
+    """The centred square of side ``min(height, width)``."""
+    side = min(height, width)
+    return Crop(top=(height - side) // 2, left=(width - side) // 2, side=side)
+
+
+def working_crop(frames: np.ndarray) -> Crop:
+    """The crop rule every dataset's frames ``(T, H, W)`` go through before resizing to the working size.
+
+    Non-square frames are centre-cropped to a square of side ``min(H, W)``: echo sectors sit in the middle of
+    the frame, so the crop loses only margin and keeps the anatomy's aspect ratio.
     """
     _, h, w = frames.shape
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    square = frames[:, top : top + side, left : left + side]
+    return centre_square(h, w)
+
+
+def crop_resize(images: np.ndarray, crop: Crop, size: int, nearest: bool = False) -> np.ndarray:
+    """Cut ``crop`` out of images ``(T, H, W)`` (black outside the image) and resize to ``(T, size, size)``.
+
+    Area interpolation for frames; ``nearest`` for label maps, whose values are class indices.
+    """
+    t, h, w = images.shape
+    top, left, side = crop.top, crop.left, crop.side
+    if top >= 0 and left >= 0 and top + side <= h and left + side <= w:
+        square = images[:, top : top + side, left : left + side]
+    else:
+        square = np.zeros((t, side, side), dtype=images.dtype)
+        rows = slice(max(top, 0), min(top + side, h))
+        cols = slice(max(left, 0), min(left + side, w))
+        square[:, rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = images[:, rows, cols]
     if side == size:
         return square
-    return np.stack([cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA) for frame in square])
+    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    return np.stack([cv2.resize(image, (size, size), interpolation=interpolation) for image in square])
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Frames ``(T, H, W)`` → ``(T, size, size)`` by :func:`working_crop` and area interpolation."""
+    return crop_resize(frames, working_crop(frames), size)

@@ -1,0 +1,23 @@
+"""Plane geometry of LV tracings: polygon area and rasterised masks."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def lv_area(polygon: np.ndarray) -> float:
+    """Area (pixels²) enclosed by a polygon ``(P, 2)`` of ``(x, y)`` points (shoelace formula)."""
+    x, y = np.asarray(polygon, dtype=np.float64).T
+    twice = np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]) + x[-1] * y[0] - x[0] * y[-1]
+    return float(0.5 * abs(twice))
+
+
+def polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Boolean ``(height, width)`` mask of the pixels inside (or on the border of) a polygon of ``(x, y)`` points.
+
+    Vertices are rounded to the nearest pixel; cv2.fillPoly includes the border pixels.
+    """
+    mask = np.zeros((height, width), dtype=np.uint8)
+    cv2.fillPoly(mask, [np.rint(np.asarray(polygon, dtype=np.float64)).astype(np.int32)], 1)
+    return mask.astype(bool)
