@@ -7,9 +7,12 @@ clip loaders and the protocols only read ``table``, ``tracings`` and the hashes.
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import json
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,6 +24,31 @@ from echobench.data.video_io import read_video_gray
 from echobench.errors import UserError
 
 SPLITS = ("train", "val", "test")
+
+#: Set by :func:`collect_problems`: constructors then record table faults here instead of raising.
+_PROBLEMS: ContextVar[list[str] | None] = ContextVar("echobench_dataset_problems", default=None)
+
+
+@contextlib.contextmanager
+def collect_problems() -> Iterator[list[str]]:
+    """Inside the block, :class:`VideoDataset` constructors append the faults they would refuse (listed videos
+    that are missing, unknown splits, duplicate ids, non-numeric labels) to the yielded list and keep going, so
+    ``echobench data verify`` can report every fault of a folder at once. Missing required files still raise:
+    without them there is no table to check."""
+    problems: list[str] = []
+    token = _PROBLEMS.set(problems)
+    try:
+        yield problems
+    finally:
+        _PROBLEMS.reset(token)
+
+
+def _refuse(message: str) -> None:
+    problems = _PROBLEMS.get()
+    if problems is None:
+        raise UserError(message)
+    problems.append(message)
+
 
 #: Columns every dataset table has; every other column is a label (float, NaN when missing).
 CORE_COLUMNS: dict[str, type] = {
@@ -60,7 +88,7 @@ class VideoDataset(abc.ABC):
         self.table: pd.DataFrame = _normalise_table(self._read_table(), self.name, self.root)
         missing = [p for p in self.table["path"] if not Path(p).is_file()]
         if missing:
-            raise UserError(
+            _refuse(
                 f"{self.name} dataset at {self.root}: video {missing[0]} is listed but missing "
                 f"({len(missing)} missing in all); restore it or remove its rows; expected layout: {self.layout}"
             )
@@ -82,6 +110,11 @@ class VideoDataset(abc.ABC):
     @abc.abstractmethod
     def tracings(self, video_id: str) -> dict[int, np.ndarray]:
         """Traced frames of a video: frame index -> LV polygon ``(P, 2)`` float ``(x, y)`` in pixels."""
+
+    def video_files(self) -> list[Path] | None:
+        """Every video file of the format under ``root``, listed in the table or not (``data verify`` reports the
+        unlisted ones as extra files); ``None`` when the format cannot tell which files are videos."""
+        return None
 
     def read_frames(self, path: str) -> np.ndarray:
         """Grey frames ``(T, H, W)`` uint8 of the video at ``path`` (a table ``path``); formats other than video
@@ -159,10 +192,10 @@ def _normalise_table(table: pd.DataFrame, name: str, root: Path) -> pd.DataFrame
         raise ValueError(f"{name} table lacks core columns {absent}")
     bad = sorted(set(table["split"]) - set(SPLITS))
     if bad:
-        raise UserError(f"{name} dataset at {root}: unknown split values {bad}; use TRAIN, VAL or TEST")
+        _refuse(f"{name} dataset at {root}: unknown split values {bad}; use TRAIN, VAL or TEST")
     duplicated = table["video_id"][table["video_id"].duplicated()]
     if len(duplicated):
-        raise UserError(f"{name} dataset at {root}: video {duplicated.iloc[0]!r} is listed twice; keep one row")
+        _refuse(f"{name} dataset at {root}: video {duplicated.iloc[0]!r} is listed twice; keep one row")
     out = pd.DataFrame(index=pd.RangeIndex(len(table)))
     for col, kind in CORE_COLUMNS.items():
         out[col] = table[col].to_numpy().astype(kind)
@@ -173,7 +206,7 @@ def _normalise_table(table: pd.DataFrame, name: str, root: Path) -> pd.DataFrame
         unparsed = np.isnan(values) & table[col].notna().to_numpy() & (table[col].astype(str).str.strip() != "")
         if unparsed.any():
             example = table[col].to_numpy()[unparsed][0]
-            raise UserError(
+            _refuse(
                 f"{name} dataset at {root}: label column {col!r} has non-numeric value {example!r}; "
                 "labels must be numbers (leave missing ones empty)"
             )

@@ -67,6 +67,9 @@ class EchoNetDynamic(VideoDataset):
         files = [self.root / "FileList.csv", self.root / "VolumeTracings.csv", self.root / "FileListExtra.csv"]
         return [f for f in files if f.is_file()]
 
+    def video_files(self) -> list[Path]:
+        return sorted((self.root / "Videos").glob("*.avi"))
+
     def tracings(self, video_id: str) -> dict[int, np.ndarray]:
         """Traced frames of a video (empty when it has none; a few real EchoNet videos have none)."""
         if video_id not in self._table_ids:
