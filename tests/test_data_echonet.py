@@ -173,12 +173,16 @@ def test_corrupt_or_empty_video_is_user_error(tmp_path: Path, content: bytes) ->
         read_video_gray(tmp_path / "absent.avi")
 
 
-def test_resize_centre_crops_then_area_resizes() -> None:
-    frames = np.random.default_rng(0).integers(0, 256, size=(3, 40, 60), dtype=np.uint8)
+def test_resize_squares_the_sector_box_then_area_resizes() -> None:
+    # Every pixel is image (values 16..255), so the sector box is the whole 40x60 frame: the square of side 60 is
+    # centred on it and takes 10 black rows above and below.
+    frames = np.random.default_rng(0).integers(16, 256, size=(3, 40, 60), dtype=np.uint8)
     out = resize_frames(frames, 20)
-    expected = np.stack([cv2.resize(f[:, 10:50], (20, 20), interpolation=cv2.INTER_AREA) for f in frames])
+    padded = np.pad(frames, ((0, 0), (10, 10), (0, 0)))
+    expected = np.stack([cv2.resize(f, (20, 20), interpolation=cv2.INTER_AREA) for f in padded])
     np.testing.assert_array_equal(out, expected)
-    # A 2x area reduction is the mean of 2x2 blocks (rounded).
-    block_mean = frames[:, :, 10:50].reshape(3, 20, 2, 20, 2).mean(axis=(2, 4))
-    assert np.abs(out - block_mean).max() <= 0.5
+    # A 3x area reduction is the mean of 3x3 blocks (rounded).
+    block_mean = padded.reshape(3, 20, 3, 20, 3).mean(axis=(2, 4))
+    assert np.abs(out.astype(float) - block_mean).max() <= 0.5
+    # Square frames that are all image pass through unchanged at their own size.
     np.testing.assert_array_equal(resize_frames(frames[:, :, 10:50], 40), frames[:, :, 10:50])

@@ -28,7 +28,7 @@ from echobench.data.base import VideoDataset
 from echobench.data.video_io import Crop, crop_resize, working_crop
 
 #: Bump when decoding or resizing changes, so caches written by older code are rebuilt.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: Frames per video used for normalisation statistics (evenly spaced; all frames of shorter videos).
 STATS_FRAMES_PER_VIDEO = 16
 

@@ -21,3 +21,12 @@ def polygon_mask(polygon: np.ndarray, height: int, width: int) -> np.ndarray:
     mask = np.zeros((height, width), dtype=np.uint8)
     cv2.fillPoly(mask, [np.rint(np.asarray(polygon, dtype=np.float64)).astype(np.int32)], 1)
     return mask.astype(bool)
+
+
+def ed_es_frames(frames: dict[int, np.ndarray]) -> tuple[int, int]:
+    """(ED, ES) = (larger-area, smaller-area) traced frame of ``frame -> LV polygon``; (-1, -1) with fewer than two
+    traced frames."""
+    if len(frames) < 2:
+        return -1, -1
+    areas = {frame: lv_area(polygon) for frame, polygon in frames.items()}
+    return max(areas, key=areas.__getitem__), min(areas, key=areas.__getitem__)

@@ -96,6 +96,12 @@ def _ef_outside_normal_range(ef: np.ndarray, dataset: str) -> np.ndarray:
     return ((ef < 45.0) | (ef > 75.0)).astype(np.int64)
 
 
+def _reduced_rvef(rvef: np.ndarray, dataset: str) -> np.ndarray:
+    """RV dysfunction as the RVENet paper and code define it: 3D-echo RVEF below 45 %."""
+    _check_percent(rvef, dataset)
+    return (rvef < 45.0).astype(np.int64)
+
+
 def _binary_column(values: np.ndarray, dataset: str) -> np.ndarray:
     if not np.isin(values, (0.0, 1.0)).all():
         others = sorted(set(np.unique(values)) - {0.0, 1.0})[:3]
@@ -142,6 +148,21 @@ TASKS: dict[str, Task] = {
         _regression("edv", "edv", "left-ventricular end-diastolic volume in mL"),
         _classification(
             "mi", "mi", "myocardial infarction (column mi: 1 = MI, 0 = none)", ("no_mi", "mi"), _binary_column
+        ),
+        # EchoNet-LVH linear measurements (cm) and RVENet's right-ventricular EF.
+        _regression("ivsd", "ivsd", "interventricular septal thickness at end-diastole in cm (EchoNet-LVH)"),
+        _regression("lvidd", "lvidd", "LV internal diameter at end-diastole in cm (EchoNet-LVH)"),
+        _regression("lvpwd", "lvpwd", "LV posterior wall thickness at end-diastole in cm (EchoNet-LVH)"),
+        _regression("ivss", "ivss", "interventricular septal thickness at end-systole in cm (EchoNet-LVH)"),
+        _regression("lvids", "lvids", "LV internal diameter at end-systole in cm (EchoNet-LVH)"),
+        _regression("lvpws", "lvpws", "LV posterior wall thickness at end-systole in cm (EchoNet-LVH)"),
+        _regression("rvef", "rvef", "right-ventricular ejection fraction in percent (RVENet, 3D echo)"),
+        _classification(
+            "rv_anomaly",
+            "rvef",
+            "reduced RVEF (RVEF < 45 %) vs normal; RVENet (Magyar et al., WACV 2023)",
+            ("normal", "reduced"),
+            _reduced_rvef,
         ),
     )
 }

@@ -51,6 +51,38 @@ def read_video_gray(path: Path | str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class VideoInfo:
+    """What a file list needs to know about a video without decoding it."""
+
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+
+
+def probe_video(path: Path | str) -> VideoInfo:
+    """Frame count, frame rate and size of a video from its container header (for formats whose file list lacks
+    them). The count is the header's; the decode cache records the decoded count when they differ."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"video {path} does not exist; restore it or remove it from the dataset's file list")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError(f"video {path} has no video stream; replace it with a valid video")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.base_rate
+            return VideoInfo(
+                num_frames=int(stream.frames),
+                fps=float(rate) if rate else float("nan"),
+                height=int(stream.codec_context.height),
+                width=int(stream.codec_context.width),
+            )
+    except (av.FFmpegError, ValueError) as err:
+        raise UserError(f"video {path} is corrupt or unreadable ({err}); replace it with a valid video") from err
+
+
+@dataclass(frozen=True)
 class Crop:
     """The source-pixel square ``rows [top, top + side) x cols [left, left + side)`` that becomes the working frame.
 
@@ -72,14 +104,38 @@ def centre_square(height: int, width: int) -> Crop:
     return Crop(top=(height - side) // 2, left=(width - side) // 2, side=side)
 
 
+#: Grey level above which a pixel belongs to the image rather than the black background: compression leaves the
+#: background at 0-3, while the dimmest tissue inside a sector is well above this.
+SECTOR_THRESHOLD = 8
+
+
+def sector_box(frames: np.ndarray, threshold: int = SECTOR_THRESHOLD) -> tuple[int, int, int, int] | None:
+    """``(top, bottom, left, right)`` (bottom/right exclusive) of the pixels above ``threshold`` in the max
+    projection over frames ``(T, H, W)``; ``None`` when every pixel is background."""
+    peak = frames.max(axis=0)
+    rows = np.flatnonzero((peak > threshold).any(axis=1))
+    if not rows.size:
+        return None
+    cols = np.flatnonzero((peak > threshold).any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def working_crop(frames: np.ndarray) -> Crop:
     """The crop rule every dataset's frames ``(T, H, W)`` go through before resizing to the working size.
 
-    Non-square frames are centre-cropped to a square of side ``min(H, W)``: echo sectors sit in the middle of
-    the frame, so the crop loses only margin and keeps the anatomy's aspect ratio.
+    The bounding box of the ultrasound sector (:func:`sector_box`) made square around its centre by extending the
+    shorter side, so the anatomy keeps its aspect ratio and black margins, labels outside the sector's rows and
+    columns, and differences in native frame size between scanners stop mattering. Pixels the square takes from
+    outside the image are black. Frames that are entirely sector (EchoNet's 112x112) give their own square; an
+    all-black video falls back to the centred square.
     """
     _, h, w = frames.shape
-    return centre_square(h, w)
+    box = sector_box(frames)
+    if box is None:
+        return centre_square(h, w)
+    top, bottom, left, right = box
+    side = max(bottom - top, right - left)
+    return Crop(top=(top + bottom - side) // 2, left=(left + right - side) // 2, side=side)
 
 
 def crop_resize(images: np.ndarray, crop: Crop, size: int, nearest: bool = False) -> np.ndarray:
