@@ -45,16 +45,21 @@ def run(
     task: Annotated[str | None, typer.Option(help="Task (default: the protocol's)")] = None,
     set_: SetOption = None,
     profile: ProfileOption = "quick",
+    seeds: Annotated[
+        int | None, typer.Option(help="Repeat training-dependent protocols with N seeds (mean and per-seed values)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
     """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
     from echobench.results import json_safe
     from echobench.runner import execute, resolve
 
-    resolved = resolve(method, protocol, dataset=dataset, data_root=data_root, task=task, sets=set_, profile=profile)
+    resolved = resolve(
+        method, protocol, dataset=dataset, data_root=data_root, task=task, sets=set_, profile=profile, seeds=seeds
+    )
     outcome = execute(resolved)
     summary = outcome.summary()
-    console.print(_metrics_table(summary))
+    console.print(_summary_table(summary) if summary["summary"] else _metrics_table(summary))
     console.print(f"result: {outcome.result_path}")
     if as_json:
         sys.stdout.write(json.dumps(json_safe(summary)) + "\n")
@@ -164,6 +169,25 @@ def _metrics_table(summary: dict[str, Any]) -> Table:
         table.add_row(name, _fmt(value), ci, _fmt(val) if val is not None else "")
     chosen = ", ".join(f"{k}={v}" for k, v in summary["chosen"].items() if "@" not in k)
     table.caption = f"chosen on validation: {chosen or '-'}; checkpoint {summary['checkpoint_hash']}"
+    return table
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    """Repeats (seeds, label fractions, folds) as rows; metrics columns, ``x_sd`` folded in as ``x ± sd``."""
+    title = f"{summary['method']} · {summary['protocol']} · {summary['task']} · {summary['dataset']}"
+    rows = summary["summary"]
+    columns = [c for c in rows[0] if not c.endswith("_sd")]
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        cells = []
+        for column in columns:
+            value, sd = row[column], row.get(f"{column}_sd")
+            text = _fmt(value) if isinstance(value, float) else str(value)
+            cells.append(f"{text} ± {_fmt(sd)}" if isinstance(sd, float) and math.isfinite(sd) else text)
+        table.add_row(*cells)
+    table.caption = f"checkpoint {summary['checkpoint_hash']}; per-row values in the result JSON"
     return table
 
 

@@ -1,16 +1,31 @@
-"""What a protocol receives: the pretrained method, the data, the task, its config and cached encoding."""
+"""What a protocol receives: the pretrained method, the data, the task, its config and cached encoding.
+
+Protocols ask for splits by name (``train``, ``val``, ``test``). By default these are the dataset's splits;
+wrappers (label-fraction sweeps, k-fold) re-define them with :meth:`ProtocolContext.with_splits` — a subset of
+the training videos, or folds drawn from train+val — and the inner protocol runs unchanged. Frozen features of
+any re-defined split are cut out of the embedding cache of the dataset split each video belongs to, so no video
+is encoded twice.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from echobench.api import ClipSpec
 from echobench.data.base import VideoDataset
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.tasks import Task
 from echobench.embed import EncodedSplit, encode_split
+from echobench.errors import UserError
 from echobench.pretrain import Pretrained
+from echobench.protocols.base import FeatureSet
+
+SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass
@@ -23,16 +38,83 @@ class ProtocolContext:
     eval_spec: ClipSpec
     norm: tuple[float, float]
     seed: int = 0
+    splits: dict[str, pd.DataFrame] = field(default_factory=dict)
 
-    def encode(self, split: str, *, with_tokens: bool = False) -> EncodedSplit:
-        """Frozen embeddings of a split's evaluation clips (embedding cache first)."""
+    def with_splits(self, **tables: pd.DataFrame) -> ProtocolContext:
+        """A context whose named splits are the given rows of the dataset table (others unchanged)."""
+        unknown = set(tables) - set(SPLIT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown split names {sorted(unknown)}; use {SPLIT_NAMES}")
+        return dataclasses.replace(self, splits={**self.splits, **tables})
+
+    def with_config(self, config: Any, seed: int | None = None) -> ProtocolContext:
+        return dataclasses.replace(self, config=config, seed=self.seed if seed is None else seed)
+
+    def table(self, split: str) -> pd.DataFrame:
+        """Rows of a split (dataset rows; the ``split`` column keeps each video's dataset split)."""
+        if split in self.splits:
+            return self.splits[split].reset_index(drop=True)
+        return self.dataset.split_table(split)
+
+    def labelled(self, split: str) -> tuple[pd.DataFrame, np.ndarray]:
+        """The split's rows that carry a label for the task, and their targets."""
+        table = self.table(split)
+        targets, valid = self.task.targets(table, self.dataset.name)
+        return table[valid].reset_index(drop=True), targets[valid]
+
+    def encode(self, split: str, *, with_tokens: bool = False, spec: ClipSpec | None = None) -> EncodedSplit:
+        """Frozen embeddings of a *dataset* split's evaluation clips (embedding cache first)."""
         return encode_split(
             self.pretrained.method,
             self.pretrained.checkpoint_hash,
             self.dataset,
             self.cache,
             split,
-            self.eval_spec,
+            spec or self.eval_spec,
             self.norm,
             with_tokens=with_tokens,
         )
+
+    def features(self, split: str, *, tokens: bool = False, spec: ClipSpec | None = None) -> FeatureSet:
+        """Frozen features of the split's labelled videos, in table order, read from the embedding cache."""
+        table, targets = self.labelled(split)
+        if len(table) == 0:
+            raise UserError(
+                f"split {split} has no video labelled for task {self.task.name}; the dataset needs labelled "
+                "train, val and test videos"
+            )
+        sources = {name: self.encode(name, with_tokens=tokens, spec=spec) for name in table["split"].unique()}
+        return select_videos(sources, table, targets)
+
+
+def select_videos(sources: dict[str, EncodedSplit], table: pd.DataFrame, targets: np.ndarray) -> FeatureSet:
+    """The clips of ``table``'s videos (in table order) out of the encoded dataset splits they belong to."""
+    features, owners, grids, frames = [], [], [], []
+    for row, (source, video_id) in enumerate(zip(table["split"], table["video_id"], strict=True)):
+        encoded = sources[source]
+        clips = _clip_rows(encoded)[video_id]
+        features.append(encoded.features[clips])
+        owners.append(np.full(len(clips), row, dtype=np.int64))
+        if encoded.tokens is not None:
+            grids.append(encoded.tokens[clips])
+        if encoded.frame_indices is not None:
+            frames.append(encoded.frame_indices[clips])
+    return FeatureSet(
+        features=np.concatenate(features),
+        clip_video=np.concatenate(owners),
+        video_ids=[str(v) for v in table["video_id"]],
+        targets=np.asarray(targets),
+        tokens=np.concatenate(grids) if len(grids) == len(table) else None,
+        frame_indices=np.concatenate(frames) if len(frames) == len(table) else None,
+    )
+
+
+def _clip_rows(encoded: EncodedSplit) -> dict[str, np.ndarray]:
+    """Video id → indices of its clips, computed once per encoded split."""
+    if encoded.clips_by_video is None:
+        order = np.argsort(encoded.clip_video, kind="stable")
+        bounds = np.searchsorted(encoded.clip_video[order], np.arange(len(encoded.video_ids) + 1))
+        encoded.clips_by_video = {
+            video_id: order[bounds[i] : bounds[i + 1]] for i, video_id in enumerate(encoded.video_ids)
+        }
+    return encoded.clips_by_video

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,14 @@ from echobench.train import autocast, resolve_device
 @dataclass
 class EncodedSplit:
     """``features`` ``(n_clips, D)`` float32; ``clip_video`` maps clips to ``video_ids`` rows; ``tokens`` (optional)
-    ``(n_clips, T', H', W', D)`` float16."""
+    ``(n_clips, T', H', W', D)`` float16; ``frame_indices`` ``(n_clips, T)`` the source frames of every clip."""
 
     features: np.ndarray
     clip_video: np.ndarray
     video_ids: list[str]
     tokens: np.ndarray | None = None
+    frame_indices: np.ndarray | None = None
+    clips_by_video: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
 
 def embedding_key(
@@ -81,10 +84,17 @@ def encode_split(
     device: str = "auto",
     amp: str = "auto",
 ) -> EncodedSplit:
-    """Embeddings of every clip of ``split``, from the cache when present."""
+    """Embeddings of every clip of ``split``, from the cache when present.
+
+    Pooled features are also served from a cached encoding that holds tokens (it holds the pooled features too).
+    """
     key = embedding_key(method, checkpoint_hash, dataset, split, spec, norm, with_tokens)
     path = embedding_path(method.name, key)
     cached = _read(path)
+    if cached is None and not with_tokens:
+        cached = _read(
+            embedding_path(method.name, embedding_key(method, checkpoint_hash, dataset, split, spec, norm, True))
+        )
     if cached is not None:
         return cached
     table = dataset.split_table(split)
@@ -110,6 +120,7 @@ def encode_split(
         clip_video=np.concatenate(owners),
         video_ids=list(table["video_id"]),
         tokens=np.concatenate(grids) if with_tokens else None,
+        frame_indices=clips.frame_indices,
     )
     _write(path, encoded, key)
     return encoded
@@ -136,13 +147,34 @@ def _write(path: Path, encoded: EncodedSplit, key: str) -> None:
     arrays = {"features": encoded.features, "clip_video": encoded.clip_video}
     if encoded.tokens is not None:
         arrays["tokens"] = encoded.tokens
+    if encoded.frame_indices is not None:
+        arrays["frame_indices"] = np.ascontiguousarray(encoded.frame_indices)
     with atomic_path(path) as tmp:
         save_file(arrays, str(tmp), metadata={"key": key, "video_ids": json.dumps(encoded.video_ids)})
+
+
+#: Encodings read in this process, most recent last: protocols that re-read a split (sweeps, folds, seeds)
+#: get the same arrays without touching the disk again.
+_MEMO: OrderedDict[tuple[str, float], EncodedSplit] = OrderedDict()
+_MEMO_ENTRIES = 6
 
 
 def _read(path: Path) -> EncodedSplit | None:
     if not path.is_file():
         return None
+    memo_key = (str(path), path.stat().st_mtime)
+    if memo_key in _MEMO:
+        _MEMO.move_to_end(memo_key)
+        return _MEMO[memo_key]
+    encoded = _read_file(path)
+    if encoded is not None:
+        _MEMO[memo_key] = encoded
+        while len(_MEMO) > _MEMO_ENTRIES:
+            _MEMO.popitem(last=False)
+    return encoded
+
+
+def _read_file(path: Path) -> EncodedSplit | None:
     try:
         with safe_open(str(path), framework="numpy") as handle:
             video_ids = json.loads(handle.metadata()["video_ids"])
@@ -156,4 +188,5 @@ def _read(path: Path) -> EncodedSplit | None:
         clip_video=arrays["clip_video"],
         video_ids=video_ids,
         tokens=arrays.get("tokens"),
+        frame_indices=arrays.get("frame_indices"),
     )

@@ -18,6 +18,7 @@ from echobench import registry
 from echobench.api import ClipSpec, Method
 from echobench.atomic import atomic_path
 from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_set, stable_hash, to_dict
+from echobench.console import console
 from echobench.context import ProtocolContext
 from echobench.data.base import VideoDataset
 from echobench.data.decode_cache import DecodeCache
@@ -27,6 +28,7 @@ from echobench.pretrain import Pretrained, locate, normalisation, obtain
 from echobench.profiles import profile_overrides
 from echobench.protocols import Family, get_family
 from echobench.protocols.base import ProtocolResult
+from echobench.protocols.repeat import repeat_over_seeds
 from echobench.registry import ProtocolSpec
 from echobench.results import result_path, write_result
 from echobench.tracking import start_run
@@ -48,6 +50,7 @@ class Resolved:
     eval_clips: dict[str, Any]
     task: Task
     profile: str
+    seeds: int = 1
     overrides: list[str] = field(default_factory=list)
 
 
@@ -76,14 +79,18 @@ def resolve(
     task: str | None = None,
     sets: list[str] | None = None,
     profile: str = "quick",
+    seeds: int | None = None,
 ) -> Resolved:
     method_cls, method_config, pretrain, data, overrides = resolve_pretraining(
         method, sets, profile, dataset, data_root
     )
     spec = registry.load_protocol(protocol)
     family = get_family(spec.family)
-    protocol_overrides = overrides.get("protocol", {})
+    protocol_overrides = dict(overrides.get("protocol", {}))
+    repeats = _seeds(protocol_overrides.pop("seeds", spec.settings.get("seeds", 1)) if seeds is None else seeds)
     clip_overrides = {k.split(".", 1)[1]: v for k, v in protocol_overrides.items() if k.startswith("eval_clips.")}
+    if "clips" in protocol_overrides:
+        clip_overrides |= clips_setting(protocol_overrides.pop("clips"))
     unknown_clip = set(clip_overrides) - EVAL_CLIP_FIELDS
     if unknown_clip:
         raise UserError(
@@ -105,10 +112,26 @@ def resolve(
         eval_clips=eval_clips,
         task=chosen_task,
         profile=profile,
+        seeds=repeats,
         overrides=list(sets or []),
     )
     resolved_eval_spec(resolved)
     return resolved
+
+
+def clips_setting(value: Any) -> dict[str, Any]:
+    """``protocol.clips``: ``all`` (every start, tiling the video) or N evenly spaced clips per test video."""
+    if value == "all":
+        return {"start": "all"}
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return {"start": "evenly", "num_clips": value}
+    raise UserError(f"protocol.clips must be a positive integer or 'all', got {value!r}; e.g. --set protocol.clips=4")
+
+
+def _seeds(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise UserError(f"seeds must be a positive integer, got {value!r}; e.g. --seeds 3")
 
 
 def resolved_eval_spec(resolved: Resolved) -> ClipSpec:
@@ -192,6 +215,9 @@ class Outcome:
             "ci95": {k: list(v) for k, v in self.result.ci.items()},
             "val_metrics": self.result.val_metrics,
             "chosen": self.result.chosen,
+            "per_seed": self.result.per_seed,
+            "seeds": self.resolved.seeds,
+            "summary": _summary_records(self.result),
             "checkpoint_hash": self.checkpoint_hash,
             "mlflow_run_id": self.mlflow_run_id,
             "result_path": str(self.result_path),
@@ -205,6 +231,8 @@ def execute(resolved: Resolved) -> Outcome:
     resolved.task.targets(dataset.table, dataset.name)
     eval_spec = resolved_eval_spec(resolved)
     check_clip_fits(dataset, eval_spec)
+    if resolved.family.check is not None:
+        resolved.family.check(resolved.protocol_config, dataset, resolved.task)
     cache = DecodeCache.build(dataset, resolved.method_config.size)
     norm = normalisation(dataset, cache)
     pretrained = pretrain_tracked(
@@ -224,7 +252,12 @@ def execute(resolved: Resolved) -> Outcome:
     params = {
         "method": to_dict(resolved.method_config),
         "pretrain": to_dict(resolved.pretrain),
-        "protocol": {"name": resolved.protocol.name, "version": resolved.protocol.version, **_config_dict(resolved)},
+        "protocol": {
+            "name": resolved.protocol.name,
+            "version": resolved.protocol.version,
+            "seeds": resolved.seeds,
+            **_config_dict(resolved),
+        },
         "task": resolved.task.name,
         "dataset": dataset.name,
         "profile": resolved.profile,
@@ -239,7 +272,7 @@ def execute(resolved: Resolved) -> Outcome:
     }
     run_name = f"{resolved.method_cls.name}-{resolved.protocol.name}-{resolved.task.name}"
     with start_run("echobench-eval", run_name, params, tags) as run:
-        result = resolved.family.run(context)
+        result = run_family(resolved, context)
         run.log_metrics(_tracked_metrics(result))
         path = result_path(
             resolved.method_cls.name,
@@ -271,6 +304,7 @@ def execute(resolved: Resolved) -> Outcome:
             "protocol_version": resolved.protocol.version,
             "protocol_config": _config_dict(resolved),
             "eval_clips": resolved.eval_clips,
+            "seeds": resolved.seeds,
             "task": resolved.task.name,
             "task_version": resolved.task.version,
             "metrics": result.metrics,
@@ -278,7 +312,8 @@ def execute(resolved: Resolved) -> Outcome:
             "val_metrics": result.val_metrics,
             "chosen": result.chosen,
             "per_seed": result.per_seed,
-            "num_test_videos": len(result.predictions),
+            "summary": _summary_records(result),
+            "num_test_videos": int(result.predictions["video_id"].nunique()),
             "mlflow_run_id": run.run_id,
             "predictions_csv": str(predictions),
             "seconds": round(seconds, 2),
@@ -287,6 +322,24 @@ def execute(resolved: Resolved) -> Outcome:
         write_result(path, record)
         run.log_artifact(path)
     return Outcome(resolved, result, pretrained.checkpoint_hash, dataset.name, run.run_id, path, seconds)
+
+
+def run_family(resolved: Resolved, context: ProtocolContext) -> ProtocolResult:
+    """The protocol, repeated over ``resolved.seeds`` seeds when its result depends on one."""
+    family, config = resolved.family, resolved.protocol_config
+    if resolved.seeds == 1 or not family.trains:
+        if resolved.seeds > 1:
+            console.print(f"note: protocol {resolved.protocol.name} is deterministic; --seeds has no effect")
+        return family.run(context)
+    first = config.seed
+    return repeat_over_seeds(
+        lambda seed: family.run(context.with_config(dataclasses.replace(config, seed=seed), seed=seed)),
+        [first + i for i in range(resolved.seeds)],
+    )
+
+
+def _summary_records(result: ProtocolResult) -> list[dict[str, Any]] | None:
+    return None if result.summary is None else result.summary.to_dict(orient="records")
 
 
 def _config_dict(resolved: Resolved) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -53,14 +53,26 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def param_groups(model: nn.Module, weight_decay: float, no_decay: set[str]) -> list[dict[str, Any]]:
-    """Biases, norms, positions and tokens (1-D tensors or named by the model) get no weight decay."""
-    decay, plain = [], []
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    no_decay: set[str],
+    lr: float,
+    lr_scale: Callable[[str], float] | None = None,
+) -> list[dict[str, Any]]:
+    """AdamW groups: biases, norms, positions and tokens (1-D tensors or named by the model) get no weight decay;
+    ``lr_scale(name)`` multiplies a parameter's learning rate (layer-wise decay in fine-tuning)."""
+    groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (plain if param.ndim <= 1 or name in no_decay else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+        decays = not (param.ndim <= 1 or name in no_decay)
+        scale = 1.0 if lr_scale is None else float(lr_scale(name))
+        groups.setdefault((decays, scale), []).append(param)
+    return [
+        {"params": params, "weight_decay": weight_decay if decays else 0.0, "lr": lr * scale}
+        for (decays, scale), params in sorted(groups.items(), key=lambda item: (not item[0][0], -item[0][1]))
+    ]
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -81,6 +93,11 @@ class TrainLoop:
 
     ``make_meta(step, complete)`` builds the checkpoint metadata; ``after_step(step, total)`` runs after each
     optimiser step (EMA, schedules); ``batches(start_step)`` yields batches from a given step on.
+
+    Model selection (fine-tuning): with ``validate`` (a score, higher is better, computed with the model in eval
+    mode) the loop scores the model every ``validate_every`` steps and after the last step, keeps the weights of
+    the best score (the earliest among ties) and ends with them; ``best_step``/``best_score``/``history`` record
+    it. Such a run is not resumed mid-way: the best weights so far are not part of the checkpoint.
     """
 
     model: nn.Module
@@ -93,16 +110,22 @@ class TrainLoop:
     sink: MetricSink | None = None
     description: str = "train"
     stop_after: int | None = None
+    lr_scale: Callable[[str], float] | None = None
+    validate: Callable[[], float] | None = None
+    validate_every: int = 0
+    best_step: int = 0
+    best_score: float = float("-inf")
+    history: list[tuple[int, float]] = field(default_factory=list)
 
     def run(self, batches: Callable[[int], Iterator[Any]]) -> int:
         """Train (resuming if the folder holds an unfinished run); returns the step reached."""
         cfg = self.config
         device = resolve_device(cfg.device)
         self.model.to(device)
-        optimizer = torch.optim.AdamW(
-            param_groups(self.model, cfg.weight_decay, set(self.no_decay)), lr=cfg.effective_lr, betas=cfg.betas
-        )
-        start = self._resume(optimizer, device)
+        groups = param_groups(self.model, cfg.weight_decay, set(self.no_decay), cfg.effective_lr, self.lr_scale)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr, betas=cfg.betas)
+        start = 0 if self.validate is not None else self._resume(optimizer, device)
+        best_state: dict[str, torch.Tensor] | None = None
         warmup = int(cfg.warmup_fraction * cfg.steps)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, cfg.steps, warmup, cfg.min_lr_ratio), last_epoch=start - 1
@@ -136,15 +159,39 @@ class TrainLoop:
                 if (step + 1) % cfg.log_every == 0 or step + 1 == last:
                     self._flush(pending, step + 1)
                 progress.update(task, advance=1, info=f"loss {terms['loss']:.4f}")
-                if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                if self._should_validate(step + 1, last):
+                    best_state = self._select(step + 1, best_state) or best_state
+                elif (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps and self.validate is None:
                     self._save(optimizer, step + 1, complete=False)
             step = last
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
         self.model.to("cpu")
         if step >= cfg.steps:
             self._save(None, step, complete=True)
         else:
             self._save(optimizer, step, complete=False)
         return step
+
+    def _should_validate(self, step: int, last: int) -> bool:
+        if self.validate is None:
+            return False
+        return step == last or (self.validate_every > 0 and step % self.validate_every == 0)
+
+    def _select(self, step: int, best_state: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+        """Score the model; a copy of its weights when the score is the best so far, else None."""
+        assert self.validate is not None
+        self.model.eval()
+        with torch.no_grad():
+            score = float(self.validate())
+        self.model.train()
+        self.history.append((step, score))
+        if self.sink is not None:
+            self.sink.log_metrics({"val_score": score}, step)
+        if best_state is not None and not score > self.best_score:
+            return None
+        self.best_step, self.best_score = step, score
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def _resume(self, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
         meta = ckpt.read_meta(self.folder)

@@ -17,6 +17,7 @@ from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
 from echobench.protocols.base import FeatureSet
 from echobench.protocols.probe import FittedProbe, ProbeConfig, fit_probe, primary_metric, run_probe
+from echobench.protocols.repeat import repeat_over_seeds
 
 SPECS = Path(__file__).resolve().parents[1] / "protocols"
 EF = get_task("ef")
@@ -181,7 +182,9 @@ def test_selection_never_reads_test_labels(task) -> None:
 def test_seeds_give_per_seed_lists_and_their_mean() -> None:
     train, val, test = _regression_splits(seed=5, dim=4, noise=3.0)
     cfg = _cfg(head="mlp", hidden=(8,), lrs=(1e-3, 1e-2), weight_decays=(0.0,), epochs=20, batch_size=16, seed=7)
-    res = run_probe(train, val, test, EF, dataclasses.replace(cfg, seeds=3, ci_resamples=50))
+    res = repeat_over_seeds(
+        lambda s: run_probe(train, val, test, EF, dataclasses.replace(cfg, seed=s, ci_resamples=50)), [7, 8, 9]
+    )
     assert set(res.per_seed) == {"mae", "rmse", "r2"}
     for name, values in res.per_seed.items():
         assert len(values) == 3
@@ -288,7 +291,6 @@ def test_yaml_specs_load_into_the_config(name: str) -> None:
         ({"epochs": 0}, "epochs"),
         ({"batch_size": 2.5}, "batch_size"),
         ({"patience": 0}, "patience"),
-        ({"seeds": 0}, "seeds"),
         ({"aggregate": "max"}, "aggregate must be one of mean, any"),
         ({"ci_resamples": -1}, "ci_resamples"),
     ],

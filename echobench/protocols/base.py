@@ -22,13 +22,16 @@ class FeatureSet:
 
     ``features`` is ``(n_clips, D)`` float32; ``clip_video`` maps each clip to its row in ``video_ids``
     (several clips per video when a protocol encodes several starts); ``targets`` holds one task target per
-    video (class index, or a float for regression).
+    video (class index, or a float for regression). ``tokens`` ``(n_clips, T', H', W', D)`` (float16) is present
+    when the protocol asked for the token grid; ``frame_indices`` ``(n_clips, T)`` are each clip's source frames.
     """
 
     features: np.ndarray
     clip_video: np.ndarray
     video_ids: list[str]
     targets: np.ndarray
+    tokens: np.ndarray | None = None
+    frame_indices: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2:
@@ -42,6 +45,15 @@ class FeatureSet:
     def num_videos(self) -> int:
         return len(self.video_ids)
 
+    def clips_as_videos(self) -> FeatureSet:
+        """Every clip as its own "video" carrying its video's target (per-clip predictions)."""
+        return dataclasses.replace(
+            self,
+            clip_video=np.arange(len(self.features)),
+            video_ids=[f"{self.video_ids[v]}#{i}" for i, v in enumerate(self.clip_video)],
+            targets=np.asarray(self.targets)[self.clip_video],
+        )
+
 
 @dataclass
 class ProtocolResult:
@@ -50,7 +62,9 @@ class ProtocolResult:
     ``metrics`` are test metrics; ``ci`` maps a metric name to its bootstrap 95 % interval; ``chosen`` holds
     hyperparameters selected on validation (e.g. ``{"k": 20}``); ``val_metrics`` the validation metrics of the
     chosen setting; ``predictions`` one row per test video (``video_id``, ``target``, ``prediction`` and, for
-    classification, ``score`` = probability of the positive class).
+    classification, ``score`` = probability of the positive class). ``per_seed`` lists each repeat's test
+    metrics (seeds, label-fraction subsets, folds); ``summary`` is an optional table for people (e.g. one row
+    per label fraction with mean ± SD) that the CLI prints instead of the flat metrics.
     """
 
     metrics: dict[str, float]
@@ -59,6 +73,7 @@ class ProtocolResult:
     val_metrics: dict[str, float]
     predictions: pd.DataFrame
     per_seed: dict[str, list[float]] = field(default_factory=dict)
+    summary: pd.DataFrame | None = None
 
 
 def config_from_mapping(cls: type[C], values: Mapping[str, Any], protocol: str) -> C:

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 from echobench.context import ProtocolContext
-from echobench.embed import EncodedSplit
-from echobench.protocols.base import FeatureSet, ProtocolResult
+from echobench.errors import UserError
+from echobench.protocols.base import ProtocolResult, config_from_mapping
+from echobench.protocols.clip_variance import clip_variance
 from echobench.protocols.knn import KnnConfig, run_knn
-from echobench.protocols.probe import ProbeConfig, run_probe
-
-
-def feature_set(encoded: EncodedSplit, targets: np.ndarray, valid: np.ndarray) -> FeatureSet:
-    """Keep the videos that have a label (and their clips), re-indexing clips to the kept videos."""
-    kept = np.flatnonzero(valid)
-    new_row = np.full(len(valid), -1, dtype=np.int64)
-    new_row[kept] = np.arange(len(kept))
-    clip_keep = valid[encoded.clip_video]
-    return FeatureSet(
-        features=encoded.features[clip_keep],
-        clip_video=new_row[encoded.clip_video[clip_keep]],
-        video_ids=[encoded.video_ids[i] for i in kept],
-        targets=targets[kept],
-    )
-
-
-def split_features(ctx: ProtocolContext, split: str) -> FeatureSet:
-    encoded = ctx.encode(split)
-    targets, valid = ctx.task.targets(ctx.dataset.split_table(split), ctx.dataset.name)
-    return feature_set(encoded, targets, valid)
+from echobench.protocols.probe import ProbeConfig, fit_probe, run_probe
 
 
 def knn_config(values: dict[str, Any]) -> KnnConfig:
@@ -38,9 +21,7 @@ def knn_config(values: dict[str, Any]) -> KnnConfig:
 
 
 def run_knn_family(ctx: ProtocolContext) -> ProtocolResult:
-    return run_knn(
-        split_features(ctx, "train"), split_features(ctx, "val"), split_features(ctx, "test"), ctx.task, ctx.config
-    )
+    return run_knn(ctx.features("train"), ctx.features("val"), ctx.features("test"), ctx.task, ctx.config)
 
 
 def probe_config(values: dict[str, Any]) -> ProbeConfig:
@@ -48,6 +29,52 @@ def probe_config(values: dict[str, Any]) -> ProbeConfig:
 
 
 def run_probe_family(ctx: ProtocolContext) -> ProtocolResult:
-    return run_probe(
-        split_features(ctx, "train"), split_features(ctx, "val"), split_features(ctx, "test"), ctx.task, ctx.config
+    return run_probe(ctx.features("train"), ctx.features("val"), ctx.features("test"), ctx.task, ctx.config)
+
+
+@dataclass
+class ClipVarianceConfig:
+    """``protocols/clip-variance.yaml``: a probe (``head``, ``epochs``) fitted on the protocol's evaluation clips of
+    train/val predicts every one of ``num_starts`` evenly spaced clips of each test video."""
+
+    num_starts: int = 16
+    head: Literal["linear", "mlp"] = "linear"
+    epochs: int = 100
+    ci_resamples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_starts, bool) or not isinstance(self.num_starts, int) or self.num_starts < 2:
+            raise UserError(f"clip-variance: num_starts must be an integer >= 2, got {self.num_starts!r}")
+
+    def probe(self) -> ProbeConfig:
+        return ProbeConfig(head=self.head, epochs=self.epochs, ci_resamples=0, seed=self.seed)
+
+
+def clip_variance_config(values: dict[str, Any]) -> ClipVarianceConfig:
+    return config_from_mapping(ClipVarianceConfig, values, "clip-variance")
+
+
+def run_clip_variance_family(ctx: ProtocolContext) -> ProtocolResult:
+    """EchoCardMAE Fig. 2: how much a video's prediction moves with its clip's start frame."""
+    cfg: ClipVarianceConfig = ctx.config
+    probe = fit_probe(ctx.features("train"), ctx.features("val"), ctx.task, cfg.probe(), cfg.seed)
+    test = ctx.features("test", spec=dataclasses.replace(ctx.eval_spec, start="evenly", num_clips=cfg.num_starts))
+    pred, score = probe.predict(test.clips_as_videos())
+    order = np.argsort(test.clip_video, kind="stable")
+    clip_number = np.empty(len(order), dtype=np.int64)
+    starts = np.searchsorted(test.clip_video[order], test.clip_video[order])
+    clip_number[order] = np.arange(len(order)) - starts
+    result = clip_variance(
+        score if score is not None else pred,
+        test.clip_video,
+        clip_number,
+        test.targets,
+        test.video_ids,
+        ctx.task,
+        cfg.ci_resamples,
+        cfg.seed,
     )
+    result.chosen |= {"lr": probe.lr, "weight_decay": probe.weight_decay, "epoch": probe.epoch}
+    result.val_metrics = probe.val_metrics
+    return result

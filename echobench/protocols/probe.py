@@ -34,13 +34,20 @@ import torch.nn.functional as F
 
 from echobench.data.tasks import Task
 from echobench.errors import UserError
-from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
 from echobench.protocols.base import FeatureSet, ProtocolResult, check_split, config_from_mapping
+from echobench.protocols.scoring import (
+    AGGREGATES,
+    Aggregate,
+    first_best,
+    intervals,
+    predictions_frame,
+    primary_metric,
+    task_metrics,
+    video_outputs,
+)
 
 Head = Literal["linear", "mlp"]
-Aggregate = Literal["mean", "any"]
 _HEADS: tuple[str, ...] = ("linear", "mlp")
-_AGGREGATES: tuple[str, ...] = ("mean", "any")
 _BETAS = (0.9, 0.999)
 _EPS = 1e-8
 
@@ -51,8 +58,8 @@ Layers = list[tuple[torch.Tensor, torch.Tensor]]
 class ProbeConfig:
     """Protocol settings; field names match ``protocols/linear.yaml`` and ``protocols/mlp.yaml``.
 
-    ``hidden`` is used by the ``mlp`` head only (Temporal MAE: D -> 256 -> 128 -> out, ReLU). ``seeds``
-    repeats training with seeds ``seed .. seed + seeds - 1``.
+    ``hidden`` is used by the ``mlp`` head only (Temporal MAE: D -> 256 -> 128 -> out, ReLU). Repeats over
+    seeds are the harness's (``--seeds N``), each run with its own ``seed``.
     """
 
     head: Head = "linear"
@@ -62,14 +69,13 @@ class ProbeConfig:
     epochs: int = 100
     batch_size: int = 256
     patience: int = 10
-    seeds: int = 1
     aggregate: Aggregate = "mean"
     ci_resamples: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("head", self.head, _HEADS)
-        _check_choice("aggregate", self.aggregate, _AGGREGATES)
+        _check_choice("aggregate", self.aggregate, AGGREGATES)
         self.hidden = _as_tuple(self.hidden)
         if not self.hidden or not all(_is_int(h) and h >= 1 for h in self.hidden):
             raise UserError(f"probe: hidden must be a non-empty list of positive layer widths, got {self.hidden!r}")
@@ -79,7 +85,7 @@ class ProbeConfig:
         self.weight_decays = tuple(_numbers("weight_decays", self.weight_decays))
         if any(wd < 0 for wd in self.weight_decays):
             raise UserError(f"probe: weight_decays must all be >= 0, got {self.weight_decays!r}")
-        for name in ("epochs", "batch_size", "patience", "seeds"):
+        for name in ("epochs", "batch_size", "patience"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 raise UserError(f"probe: {name} must be a positive integer, got {value!r}")
@@ -153,30 +159,16 @@ class FittedProbe:
 
 
 def run_probe(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, config: ProbeConfig) -> ProtocolResult:
-    """Train the probe grid once per seed, choose on validation, evaluate the chosen head once on test.
-
-    ``metrics`` average the seeds' test metrics; ``ci``, ``val_metrics`` and ``predictions`` are the first
-    seed's; ``chosen`` holds the first seed's lr, weight decay and epoch, later seeds' as ``lr@seed=S`` etc.
-    """
+    """Train the probe grid with ``config.seed``, choose on validation, evaluate the chosen head once on test."""
     check_split("probe", "test", test, task)
-    seeds = [config.seed + i for i in range(config.seeds)]
-    probes = [fit_probe(train, val, task, config, seed) for seed in seeds]
-    outputs = [probe.predict(test) for probe in probes]
-    per_seed: dict[str, list[float]] = {}
-    chosen: dict[str, float | int | str] = {}
-    for i, (seed, probe, (pred, score)) in enumerate(zip(seeds, probes, outputs, strict=True)):
-        for name, value in _metrics(task, test.targets, pred, score).items():
-            per_seed.setdefault(name, []).append(value)
-        suffix = "" if i == 0 else f"@seed={seed}"
-        chosen |= {f"lr{suffix}": probe.lr, f"weight_decay{suffix}": probe.weight_decay, f"epoch{suffix}": probe.epoch}
-    pred, score = outputs[0]
+    probe = fit_probe(train, val, task, config, config.seed)
+    pred, score = probe.predict(test)
     return ProtocolResult(
-        metrics={name: float(np.mean(values)) for name, values in per_seed.items()},
-        ci=_intervals(test.targets, pred, score, config.ci_resamples, config.seed),
-        chosen=chosen,
-        val_metrics=probes[0].val_metrics,
-        predictions=_predictions_frame(test, pred, score),
-        per_seed=per_seed,
+        metrics=task_metrics(task, test.targets, pred, score),
+        ci=intervals(test.targets, pred, score, config.ci_resamples, config.seed),
+        chosen={"lr": probe.lr, "weight_decay": probe.weight_decay, "epoch": probe.epoch},
+        val_metrics=probe.val_metrics,
+        predictions=predictions_frame(test, pred, score),
     )
 
 
@@ -223,7 +215,7 @@ def fit_probe(
         target_std=target_std,
     )
     layers, epochs, scores = trainer.fit(seed)
-    best = _first_best(scores, task.higher_is_better)
+    best = first_best(scores, task.higher_is_better)
     lr, wd = config.grid[best]
     head = [(w[best : best + 1].clone(), b[best : best + 1].clone()) for w, b in layers]
     pred, score = _video_outputs(head, trainer.val_x, val, task, config.aggregate, target_mean, target_std)
@@ -241,7 +233,7 @@ def fit_probe(
         lr=lr,
         weight_decay=wd,
         epoch=int(epochs[best]),
-        val_metrics=_metrics(task, val.targets, pred[0], None if score is None else score[0]),
+        val_metrics=task_metrics(task, val.targets, pred[0], None if score is None else score[0]),
         grid=grid,
     )
 
@@ -404,76 +396,4 @@ def _video_outputs(
     """Per-video ``(prediction, score)`` of every head, each ``(H, n_videos)``; score ``None`` for regression."""
     with torch.no_grad():
         out = _forward(layers, x).cpu()
-    index = torch.from_numpy(np.asarray(fs.clip_video, dtype=np.int64))
-    n_heads, n_videos = out.shape[0], fs.num_videos
-    if not task.is_classification:
-        values = out[..., 0].double() * target_std + target_mean
-        return _video_mean(values, index, n_videos).numpy(), None
-    probs = out.double().softmax(dim=-1)
-    if aggregate == "mean":
-        video_probs = _video_mean(probs, index, n_videos)
-        return video_probs.argmax(dim=-1).numpy(), video_probs[..., 1].numpy()
-    positive = (probs.argmax(dim=-1) == 1).double()
-    empty = torch.full((n_heads, n_videos), -torch.inf, dtype=torch.float64)
-    any_positive = empty.scatter_reduce(1, index.expand(n_heads, -1), positive, reduce="amax")
-    score = empty.scatter_reduce(1, index.expand(n_heads, -1), probs[..., 1], reduce="amax")
-    return any_positive.long().numpy(), score.numpy()
-
-
-def _video_mean(values: torch.Tensor, index: torch.Tensor, n_videos: int) -> torch.Tensor:
-    sums = torch.zeros((values.shape[0], n_videos, *values.shape[2:]), dtype=values.dtype).index_add_(1, index, values)
-    counts = torch.bincount(index, minlength=n_videos).to(values.dtype)
-    return sums / counts.view(1, -1, *[1] * (values.dim() - 2))
-
-
-def primary_metric(task: Task, targets: np.ndarray, pred: np.ndarray, score: np.ndarray | None) -> np.ndarray:
-    """``task.primary_metric`` of every head (rows of ``pred``/``score``), as :mod:`echobench.metrics` defines it.
-
-    Accuracy, balanced accuracy, MAE and RMSE are computed for all heads at once (the grid is scored every
-    epoch); any other metric calls the metric function head by head. A head with non-finite output scores NaN.
-    """
-    y = np.asarray(targets)
-    name = task.primary_metric
-    if name == "accuracy":
-        return (pred == y).mean(axis=1)
-    if name == "balanced_accuracy":
-        recalls = [(pred[:, y == c] == c).mean(axis=1) for c in np.unique(y)]
-        return np.mean(recalls, axis=0)
-    if name in ("mae", "rmse"):
-        err = pred - y.astype(np.float64)
-        return np.abs(err).mean(axis=1) if name == "mae" else np.sqrt(np.square(err).mean(axis=1))
-    values = np.full(len(pred), np.nan)
-    for h in range(len(pred)):
-        row_score = None if score is None else score[h]
-        if np.isfinite(pred[h]).all() and (row_score is None or np.isfinite(row_score).all()):
-            values[h] = _metrics(task, y, pred[h], row_score)[name]
-    return values
-
-
-def _first_best(scores: np.ndarray, higher_is_better: bool) -> int:
-    """Index of the best score; the first among ties; NaN is worst."""
-    signed = scores if higher_is_better else -scores
-    return int(np.argmax(np.nan_to_num(signed, nan=-np.inf)))
-
-
-def _metrics(task: Task, targets: np.ndarray, pred: np.ndarray, score: np.ndarray | None) -> dict[str, float]:
-    if score is None:
-        return regression_metrics(targets, pred)
-    return classification_metrics(targets, pred, score)
-
-
-def _intervals(
-    targets: np.ndarray, pred: np.ndarray, score: np.ndarray | None, resamples: int, seed: int
-) -> dict[str, tuple[float, float]]:
-    if resamples == 0:
-        return {}
-    if score is None:
-        return bootstrap_ci(regression_metrics, (targets, pred), n_resamples=resamples, seed=seed)
-    return bootstrap_ci(classification_metrics, (targets, pred, score), n_resamples=resamples, seed=seed)
-
-
-def _predictions_frame(test: FeatureSet, pred: np.ndarray, score: np.ndarray | None) -> pd.DataFrame:
-    frame = pd.DataFrame({"video_id": list(test.video_ids), "target": test.targets, "prediction": pred})
-    if score is not None:
-        frame["score"] = score
-    return frame
+    return video_outputs(out, fs.clip_video, fs.num_videos, task, aggregate, target_mean, target_std)
