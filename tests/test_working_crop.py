@@ -1,0 +1,55 @@
+"""The shared crop rule: sector bounding box, squared around its centre, black outside the image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from echobench.data.video_io import SECTOR_THRESHOLD, Crop, crop_resize, sector_box, working_crop
+
+
+def frames_with_box(top: int, bottom: int, left: int, right: int, shape: tuple[int, int] = (60, 80)) -> np.ndarray:
+    """Three frames, black except a moving bright spot that sweeps the box over time (the max projection fills it)."""
+    frames = np.zeros((3, *shape), np.uint8)
+    frames[0, top:bottom, left] = 200
+    frames[1, top, left:right] = 90
+    frames[2, bottom - 1, right - 1] = 30
+    frames[2, top:bottom, right - 1] = 30
+    return frames
+
+
+def test_sector_box_of_the_max_projection() -> None:
+    assert sector_box(frames_with_box(10, 50, 20, 45)) == (10, 50, 20, 45)
+    dim = frames_with_box(10, 50, 20, 45)
+    dim[dim > 0] = SECTOR_THRESHOLD  # at the threshold is still background (compression noise)
+    assert sector_box(dim) is None
+
+
+def test_tall_box_is_widened_around_its_centre() -> None:
+    # 40 rows x 25 columns: the square has side 40 and is centred on column (20 + 45) / 2.
+    assert working_crop(frames_with_box(10, 50, 20, 45)) == Crop(top=10, left=12, side=40)
+
+
+def test_wide_box_near_the_edge_reaches_outside_and_pads_black() -> None:
+    frames = frames_with_box(0, 10, 0, 80)  # a 10 x 80 strip along the top edge
+    crop = working_crop(frames)
+    assert crop == Crop(top=-35, left=0, side=80)
+    out = crop_resize(frames, crop, 80)
+    np.testing.assert_array_equal(out[:, 35:45], frames[:, 0:10])
+    assert out[:, :35].max() == 0 and out[:, 45:].max() == 0
+
+
+def test_full_and_empty_frames() -> None:
+    full = np.full((2, 112, 112), 100, np.uint8)
+    assert working_crop(full) == Crop(0, 0, 112)  # EchoNet-style frames keep their own square
+    assert working_crop(np.zeros((2, 30, 50), np.uint8)) == Crop(0, 10, 30)  # all black: centred square
+
+
+@pytest.mark.parametrize("size", [16, 40])
+def test_crop_resize_of_the_square_is_what_the_cache_stores(size: int) -> None:
+    frames = frames_with_box(10, 50, 20, 45)
+    crop = working_crop(frames)
+    out = crop_resize(frames, crop, size)
+    assert out.shape == (3, size, size)
+    if size == 40:
+        np.testing.assert_array_equal(out, frames[:, 10:50, 12:52])
