@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,7 +21,9 @@ app = typer.Typer(
     help="Benchmark self-supervised methods on echocardiography videos.",
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(no_args_is_help=True, help="Datasets: generate SynthEcho.")
+data_app = typer.Typer(
+    no_args_is_help=True, help="Datasets: generate SynthEcho, check a dataset folder, fill its decode cache."
+)
 app.add_typer(data_app, name="data")
 
 SetOption = Annotated[
@@ -155,6 +158,67 @@ def data_synth(
 
     root = synthesize_cli(out=out, videos=videos, seed=seed, frames=frames)
     console.print(f"SynthEcho written to {root}")
+
+
+DatasetNameOption = Annotated[str, typer.Option(help="Dataset name (see `echobench list datasets`)")]
+DataFolderOption = Annotated[Path, typer.Option("--data-root", help="Folder of the dataset on disk")]
+
+
+@data_app.command("verify")
+def data_verify(dataset: DatasetNameOption, data_root: DataFolderOption) -> None:
+    """Check a dataset folder against its format: files, decoding, labels, splits. Exit code 2 on a fault."""
+    from rich.markup import escape
+
+    from echobench import registry
+    from echobench.data.verify import verify
+
+    report = verify(registry.load_dataset(dataset), data_root)
+    table = Table(title=f"data verify {dataset} {report.root}")
+    for column in ("check", "result", "detail"):
+        table.add_column(column)
+    result = {"ok": "[green]ok", "warning": "[yellow]warning", "fault": "[red]FAULT"}
+    for finding in report.findings:
+        table.add_row(finding.check, result[finding.severity], escape(finding.detail))
+    console.print(table)
+    if report.faults:
+        raise UserError(
+            f"{len(report.faults)} fault(s) in {report.root} read as {dataset}; fix them (see the report above) "
+            "and verify again"
+        )
+    console.print(f"{report.root} is a valid {dataset} folder")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    dataset: DatasetNameOption,
+    data_root: DataFolderOption,
+    size: Annotated[int, typer.Option(help="Working frame size in pixels (the methods' method.size)")] = 112,
+    workers: Annotated[int, typer.Option(help="Decoding processes (default: CPU cores)")] = os.cpu_count() or 1,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Leave unreadable videos out (recorded in the cache) instead of failing")
+    ] = False,
+) -> None:
+    """Decode every video into the decode cache with parallel workers; an interrupted prepare resumes."""
+    from rich.markup import escape
+
+    from echobench import registry
+    from echobench.data.decode_cache import DecodeCache
+
+    if size < 1 or workers < 1:
+        raise UserError(f"--size ({size}) and --workers ({workers}) must be positive integers")
+    root = data_root.expanduser()
+    if not root.is_dir():
+        raise UserError(f"--data-root {root} is not a folder; point it at the {dataset} dataset's root")
+    data = registry.load_dataset(dataset)(root)
+    listed = len(data)
+    cache = DecodeCache.build(data, size, workers=workers, skip_bad=skip_bad)
+    console.print(
+        f"decode cache ready: {cache.folder} ({listed - len(cache.skipped)} of {listed} videos, {size}px)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for video_id, reason in cache.skipped.items():
+        console.print(f"[yellow]skipped[/] {escape(video_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
 
 
 def _metrics_table(summary: dict[str, Any]) -> Table:

@@ -5,27 +5,35 @@ Folder ``<root>/<dataset.name>-<content_hash>-<size>/`` holds ``frames.u8`` (all
 ``frames.u8``, ``num_frames`` = frames actually decoded, which is the truth when the file list disagrees;
 ``top``/``left``/``side`` = the source square the frames were cut from, see :class:`~echobench.data.video_io.Crop`). The
 folder is written with :func:`echobench.atomic.atomic_dir`, so it exists only once complete. ``stats.json`` memoises
-normalisation statistics per set of videos.
+normalisation statistics per set of videos. ``index.json`` also lists under ``skipped`` the videos a build left out
+because they were unreadable (only when asked to: ``echobench data prepare --skip-bad``), with the reason.
+
+``echobench data prepare`` builds in worker processes: each video is decoded into its own chunk file under
+``<root>/.<cache folder name>.chunks/`` (written atomically), so an interrupted build keeps the videos already done
+and resumes with the rest; the chunks are then joined into the cache folder atomically and removed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
+import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from echobench import paths
-from echobench.atomic import atomic_dir, write_text_atomic
+from echobench.atomic import atomic_dir, atomic_path, write_text_atomic
 from echobench.console import progress_bar
 from echobench.data.base import VideoDataset
 from echobench.data.video_io import Crop, crop_resize, working_crop
+from echobench.errors import UserError
 
 #: Bump when decoding or resizing changes, so caches written by older code are rebuilt.
 CACHE_FORMAT = 3
@@ -79,6 +87,8 @@ class DecodeCache:
         index = json.loads((self.folder / "index.json").read_text())
         self.size: int = index["size"]
         self._videos: dict[str, dict[str, int]] = index["videos"]
+        #: Videos left out as unreadable (``data prepare --skip-bad``): video id -> reason.
+        self.skipped: dict[str, str] = index.get("skipped", {})
         self._total = sum(v["num_frames"] for v in self._videos.values())
         self._frames: np.ndarray | None = None
 
@@ -88,43 +98,36 @@ class DecodeCache:
         return self.folder.name
 
     @classmethod
-    def build(cls, dataset: VideoDataset, size: int, root: Path | None = None, progress: bool = True) -> DecodeCache:
-        """Open the cache of ``dataset`` at ``size``, decoding every video first if it does not exist yet."""
+    def build(
+        cls,
+        dataset: VideoDataset,
+        size: int,
+        root: Path | None = None,
+        progress: bool = True,
+        *,
+        workers: int | None = None,
+        skip_bad: bool = False,
+    ) -> DecodeCache:
+        """Open the cache of ``dataset`` at ``size``, decoding every video first if it does not exist yet.
+
+        Without ``workers`` the videos are decoded on threads of this process and an unreadable one fails the build.
+        With ``workers`` (``echobench data prepare``) they are decoded by that many processes into resumable
+        chunks (see the module doc); ``skip_bad`` then leaves unreadable videos out, recording them in the index
+        instead of failing. Videos an existing cache records as skipped are dropped from ``dataset.table``, so
+        every user of the cache sees the same set of videos.
+        """
         root = Path(root) if root is not None else paths.decode_cache_dir()
         folder = root / f"{dataset.name}-{dataset.content_hash()}-{size}"
-        if _is_complete(folder):
-            return cls(folder)
-        table = dataset.table
-        videos: dict[str, dict[str, int]] = {}
-        listed_differ: dict[str, int] = {}
-        bar = progress_bar()
-        bar.disable = not progress
-        with atomic_dir(folder) as tmp, bar:
-            task = bar.add_task(f"decode {dataset.name}", total=len(table), info=f"{size}px")
-            offset = 0
-            with open(tmp / "frames.u8", "wb") as out:
-                decoded = _decode_all(dataset.read_frames, list(table["path"]), size)
-                for video_id, listed, (frames, crop) in zip(
-                    table["video_id"], table["num_frames"], decoded, strict=True
-                ):
-                    out.write(frames.data)
-                    videos[video_id] = {"offset": offset, "num_frames": len(frames), **crop.as_dict()}
-                    if len(frames) != listed:
-                        listed_differ[video_id] = int(listed)
-                    offset += len(frames)
-                    bar.advance(task)
-            index: dict[str, Any] = {
-                "format": CACHE_FORMAT,
-                "dataset": dataset.name,
-                "dataset_version": dataset.version,
-                "content_hash": dataset.content_hash(),
-                "size": size,
-                "videos": videos,
-                "listed_num_frames_differ": listed_differ,
-            }
-            # index.json is written last: together with atomic_dir it marks a complete cache.
-            write_text_atomic(tmp / "index.json", json.dumps(index))
-        return cls(folder)
+        if not _is_complete(folder):
+            if workers is None and not skip_bad:
+                _build_in_process(dataset, size, folder, progress)
+            else:
+                _build_from_chunks(dataset, size, folder, workers or 1, skip_bad, progress)
+        cache = cls(folder)
+        if cache.skipped:
+            kept = ~dataset.table["video_id"].isin(list(cache.skipped))
+            dataset.table = dataset.table[kept].reset_index(drop=True)
+        return cache
 
     # -- frames ---------------------------------------------------------------------------------------------------
 
@@ -199,6 +202,146 @@ class DecodeCache:
             write_text_atomic(memo_path, json.dumps(memo))
         mean, std = memo[key]
         return float(mean), float(std)
+
+
+def _write_cache(
+    folder: Path,
+    dataset: VideoDataset,
+    size: int,
+    decoded: Iterable[tuple[str, int, np.ndarray, Crop]],
+    skipped: dict[str, str],
+    advance: Callable[[], None],
+) -> None:
+    """Write the cache folder atomically from ``(video_id, listed frames, frames, crop)`` in table order."""
+    videos: dict[str, dict[str, int]] = {}
+    listed_differ: dict[str, int] = {}
+    with atomic_dir(folder) as tmp:
+        offset = 0
+        with open(tmp / "frames.u8", "wb") as out:
+            for video_id, listed, frames, crop in decoded:
+                out.write(frames.data)
+                videos[video_id] = {"offset": offset, "num_frames": len(frames), **crop.as_dict()}
+                if len(frames) != listed:
+                    listed_differ[video_id] = listed
+                offset += len(frames)
+                advance()
+        index: dict[str, Any] = {
+            "format": CACHE_FORMAT,
+            "dataset": dataset.name,
+            "dataset_version": dataset.version,
+            "content_hash": dataset.content_hash(),
+            "size": size,
+            "videos": videos,
+            "listed_num_frames_differ": listed_differ,
+            "skipped": skipped,
+        }
+        # index.json is written last: together with atomic_dir it marks a complete cache.
+        write_text_atomic(tmp / "index.json", json.dumps(index))
+
+
+def _build_in_process(dataset: VideoDataset, size: int, folder: Path, progress: bool) -> None:
+    table = dataset.table
+    bar = progress_bar()
+    bar.disable = not progress
+    with bar:
+        task = bar.add_task(f"decode {dataset.name}", total=len(table), info=f"{size}px")
+        decoded = _decode_all(dataset.read_frames, list(table["path"]), size)
+        rows = (
+            (str(video_id), int(listed), frames, crop)
+            for video_id, listed, (frames, crop) in zip(table["video_id"], table["num_frames"], decoded, strict=True)
+        )
+        try:
+            _write_cache(folder, dataset, size, rows, {}, lambda: bar.advance(task))
+        except UserError as err:
+            raise UserError(
+                f"{err}; or leave unreadable videos out with `echobench data prepare --dataset {dataset.name} "
+                f"--data-root {dataset.root} --skip-bad`"
+            ) from err
+
+
+#: The reader of the dataset being prepared, set once per worker process by :func:`_init_worker`.
+_WORKER_READ: Callable[[str], np.ndarray] | None = None
+
+
+def _init_worker(read: Callable[[str], np.ndarray]) -> None:
+    global _WORKER_READ
+    _WORKER_READ = read
+
+
+def _decode_chunk_in_worker(path: str, size: int, target: Path) -> str | None:
+    assert _WORKER_READ is not None, "worker started without _init_worker"
+    return _decode_chunk(_WORKER_READ, path, size, target)
+
+
+def _decode_chunk(read: Callable[[str], np.ndarray], path: str, size: int, target: Path) -> str | None:
+    """Decode one video into the chunk file ``target``; the error message instead when it is unreadable."""
+    try:
+        frames, crop = _decode(read, path, size)
+    except UserError as err:
+        return str(err)
+    with atomic_path(target) as tmp, open(tmp, "wb") as out:
+        np.savez(out, frames=frames, crop=np.array([crop.top, crop.left, crop.side], dtype=np.int64))
+    return None
+
+
+def _load_chunk(path: Path) -> tuple[np.ndarray, Crop]:
+    with np.load(path) as chunk:
+        top, left, side = (int(v) for v in chunk["crop"])
+        return chunk["frames"], Crop(top=top, left=left, side=side)
+
+
+def _decode_chunks(
+    read: Callable[[str], np.ndarray], todo: list[tuple[str, str, Path]], size: int, workers: int
+) -> Iterator[tuple[str, str | None]]:
+    """``(video_id, error or None)`` as each chunk of ``todo`` = ``(video_id, path, chunk file)`` finishes."""
+    if workers == 1:
+        for video_id, path, target in todo:
+            yield video_id, _decode_chunk(read, path, size, target)
+        return
+    # spawn, not fork: the parent may hold decoder or BLAS threads, which a forked child would inherit mid-state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(read,)) as pool:
+        futures = {pool.submit(_decode_chunk_in_worker, path, size, target): vid for vid, path, target in todo}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _build_from_chunks(
+    dataset: VideoDataset, size: int, folder: Path, workers: int, skip_bad: bool, progress: bool
+) -> None:
+    table = dataset.table
+    chunks = folder.parent / f".{folder.name}.chunks"
+    chunks.mkdir(parents=True, exist_ok=True)
+    targets = {str(v): chunks / f"{hashlib.sha256(str(v).encode()).hexdigest()[:24]}.npz" for v in table["video_id"]}
+    todo = [(str(v), str(p), targets[str(v)]) for v, p in zip(table["video_id"], table["path"], strict=True)]
+    todo = [item for item in todo if not item[2].is_file()]
+    bad: dict[str, str] = {}
+    bar = progress_bar()
+    bar.disable = not progress
+    with bar:
+        task = bar.add_task(
+            f"decode {dataset.name}", total=len(table), completed=len(table) - len(todo), info=f"{workers} workers"
+        )
+        for video_id, error in _decode_chunks(dataset.read_frames, todo, size, workers):
+            if error is not None:
+                bad[video_id] = error
+            bar.advance(task)
+        if bad and not skip_bad:
+            first = next(iter(bad))
+            names = ", ".join(list(bad)[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise UserError(
+                f"{len(bad)} videos of {dataset.name} are unreadable: {names} ({first}: {bad[first]}); replace them, "
+                "or rerun with --skip-bad to leave them out (videos decoded so far are kept for the rerun)"
+            )
+        kept = [(str(v), int(n)) for v, n in zip(table["video_id"], table["num_frames"], strict=True) if v not in bad]
+        join = bar.add_task("write cache", total=len(kept), info=f"{size}px")
+        rows = ((video_id, listed, *_load_chunk(targets[video_id])) for video_id, listed in kept)
+        _write_cache(folder, dataset, size, rows, bad, lambda: bar.advance(join))
+    shutil.rmtree(chunks, ignore_errors=True)
 
 
 def _is_complete(folder: Path) -> bool:
