@@ -140,3 +140,11 @@ def test_cli_exit_codes(clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     _edit_csv(root, "FileList.csv", _set("EF", 1, 130.0))
     code, text = _cli(monkeypatch, capsys, "verify", "--dataset", "echonet-dynamic", "--data-root", str(root))
     assert code == 2 and "FAULT" in text and "1 fault(s)" in text
+
+
+def test_every_registered_dataset_reports_a_wrong_root_as_a_layout_fault(tmp_path: Path) -> None:
+    from echobench import registry
+
+    for info in registry.describe(registry.DATASETS_GROUP):
+        faults = verify(registry.load_dataset(info.name), tmp_path, progress=False).faults
+        assert [f.check for f in faults] == ["layout"], (info.name, faults)
