@@ -18,3 +18,11 @@ def isolated_home(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """A small SynthEcho (40 videos of 24 frames) shared by the end-to-end tests."""
+    from echobench.data.synthecho import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("synth") / "se", videos=40, seed=0, frames=24, progress=False)

@@ -3,10 +3,7 @@
 import json
 import sys
 
-import pytest
-
 from echobench.cli import main
-from echobench.data.synthecho import synthesize
 
 TINY = [
     "--set",
@@ -28,11 +25,6 @@ TINY = [
     "--set",
     "protocol.ci_resamples=200",
 ]
-
-
-@pytest.fixture(scope="session")
-def synth_root(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("synth") / "se", videos=40, seed=0, frames=24, progress=False)
 
 
 def run_json(monkeypatch, capsys, root, method, *extra, protocol="knn", settings=TINY):
