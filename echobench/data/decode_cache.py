@@ -26,6 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, 
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from echobench import paths
@@ -266,6 +267,8 @@ _WORKER_READ: Callable[[str], np.ndarray] | None = None
 def _init_worker(read: Callable[[str], np.ndarray]) -> None:
     global _WORKER_READ
     _WORKER_READ = read
+    # One process per core already: OpenCV's own resize threads would only oversubscribe the cores.
+    cv2.setNumThreads(1)
 
 
 def _decode_chunk_in_worker(path: str, size: int, target: Path) -> str | None:
