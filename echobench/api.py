@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-StartMode = Literal["random", "fixed", "evenly", "all", "ed_es"]
+StartMode = Literal["random", "fixed", "evenly", "all", "ed_es", "traced"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,9 @@ class ClipSpec:
 
     ``start`` chooses clip start frames: ``random`` (training), ``fixed`` (``start_frame``), ``evenly``
     (``num_clips`` evenly spaced starts), ``all`` (every start at ``frames * stride`` spacing), ``ed_es``
-    (``frames`` indices spread evenly from the end-diastolic to the end-systolic frame: Temporal MAE's oracle).
+    (``frames`` indices spread evenly from the end-diastolic to the end-systolic frame: Temporal MAE's oracle),
+    ``traced`` (two clips per video with LV tracings, clip 0 holding the traced ED frame and clip 1 the traced ES
+    frame, each on the clip's stride lattice; videos without tracings give no clip — segmentation).
     ``clips_per_video`` > 1 samples that many clips of the same video with independent random starts
     (EchoCardMAE's temporal-invariant alignment).
     """

@@ -26,7 +26,7 @@ from echobench.data.tasks import Task, get_task
 from echobench.errors import UserError
 from echobench.pretrain import Pretrained, locate, normalisation, obtain
 from echobench.profiles import profile_overrides
-from echobench.protocols import Family, get_family
+from echobench.protocols import Family, check_task, get_family
 from echobench.protocols.base import ProtocolResult
 from echobench.protocols.repeat import repeat_over_seeds
 from echobench.registry import ProtocolSpec
@@ -101,6 +101,7 @@ def resolve(
     config_values.update({k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.")})
     protocol_config = family.config_from_dict(config_values)
     chosen_task = get_task(task or data.task or spec.task)
+    check_task(spec.name, family, protocol_config, chosen_task)
     resolved = Resolved(
         method_cls=method_cls,
         method_config=method_config,

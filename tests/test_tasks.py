@@ -76,6 +76,8 @@ def test_selection_metric_follows_task_kind() -> None:
     for task in TASKS.values():
         if task.is_classification:
             assert (task.primary_metric, task.higher_is_better, len(task.classes)) == ("balanced_accuracy", True, 2)
+        elif task.kind == "segmentation":
+            assert (task.primary_metric, task.higher_is_better) == ("dice", True)
         else:
             assert (task.primary_metric, task.higher_is_better, task.classes) == ("mae", False, ())
-    assert set(TASKS) == {"ef", "ef_binary", "ef_anomaly", "esv", "edv", "mi"}
+    assert set(TASKS) == {"ef", "ef_binary", "ef_anomaly", "esv", "edv", "mi", "lv_seg"}

@@ -21,7 +21,7 @@ from echobench.data.sampling import clip_indices
 from echobench.errors import UserError
 
 _TRAIN_STARTS = ("random", "fixed", "ed_es")
-_EVAL_STARTS = ("fixed", "evenly", "all", "ed_es")
+_EVAL_STARTS = ("fixed", "evenly", "all", "ed_es", "traced")
 
 
 @dataclass
@@ -60,9 +60,20 @@ class _CacheClips:
                     f"video {self.video_ids[unknown[0]]!r} ({len(unknown)} in all) has no ED/ES frames but the clip "
                     "spec samples between them; drop such videos or use a dataset with LV tracings"
                 )
+        if spec.start == "traced":
+            self._check_traced_frames()
         # (x / 255 - mean) / std == x * scale - shift: one multiply and one subtract on the float tensor.
         self.scale = 1.0 / (255.0 * std)
         self.shift = mean / std
+
+    def _check_traced_frames(self) -> None:
+        for video_id, (ed, es) in zip(self.video_ids, self.ed_es, strict=True):
+            num_frames = self.cache.num_frames(video_id)
+            if max(ed, es) >= num_frames:
+                raise UserError(
+                    f"video {video_id!r} has traced frames ED {ed} / ES {es} but only {num_frames} frames; "
+                    "fix its tracings (frame numbers count from 0)"
+                )
 
     def indices(self, row: int, rng: np.random.Generator | None, count: int = 1) -> np.ndarray:
         ed, es = self.ed_es[row]
@@ -184,7 +195,7 @@ def step_batches(
 
 
 class EvalClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
-    """Every deterministic clip of every video (``fixed``/``evenly``/``all``/``ed_es``), for encoding.
+    """Every deterministic clip of every video (``fixed``/``evenly``/``all``/``ed_es``/``traced``), for encoding.
 
     Item ``k`` is ``(clip (1, T, H, W), video_row, clip_number)``: ``video_row`` is the video's row in ``table``,
     ``clip_number`` its clip's rank within the video.

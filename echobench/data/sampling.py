@@ -4,6 +4,10 @@ A clip starting at ``s`` takes frames ``s, s + stride, …, s + (frames - 1) * s
 source). Indices past the end of a video shorter than the span are clamped to its last frame, i.e. the last frame is
 repeated: every video stays usable at every clip length, as with padding, but the padding is real image content
 (a black pad would be an artefact the model could key on).
+
+``traced`` clips (segmentation) must contain the traced ED/ES frame itself, not a neighbour, and the protocol must
+know which temporal token holds it: the frame sits at clip position ``q`` (start ``frame - q * stride``), so its
+token index is ``q // tubelet`` (:func:`traced_token_index`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from echobench.errors import UserError
 
 
 def clip_starts(num_frames: int, spec: ClipSpec, rng: np.random.Generator | None = None, count: int = 1) -> np.ndarray:
-    """Start frames of the clips of one video (not used by ``ed_es``, whose clips are not strided).
+    """Start frames of the clips of one video (not used by ``ed_es``, whose clips are not strided, nor ``traced``).
 
     - ``random``: ``count`` starts drawn uniformly from ``[0, max(0, n - span)]``.
     - ``fixed``: ``spec.start_frame``, moved back to ``n - span`` when the clip would run past the end (so a long
@@ -41,6 +45,39 @@ def clip_starts(num_frames: int, spec: ClipSpec, rng: np.random.Generator | None
             raise ValueError(f"clip_starts does not handle start mode {spec.start!r}")
 
 
+def traced_start(num_frames: int, frame: int, spec: ClipSpec) -> int:
+    """Start of the clip that holds source frame ``frame`` exactly, at clip position ``q`` (``start ≡ frame`` mod
+    ``stride``).
+
+    ``q`` is the position nearest the clip centre ``(frames - 1) // 2`` among those whose clip starts at or after
+    frame 0 (``q <= frame // stride``) and ends within the video (``start + span <= num_frames``). When none does
+    both — a video shorter than the span, or one whose stride lattice through ``frame`` overruns the end by a
+    frame — ``q`` is the largest position with ``start >= 0``, so the fewest frames at the clip's tail are clamped
+    to the last frame; the traced frame itself is never replaced by a neighbour.
+    """
+    if not 0 <= frame < num_frames:
+        raise ValueError(f"traced frame {frame} is outside a video of {num_frames} frames")
+    centre = (spec.frames - 1) // 2
+    latest = min(spec.frames - 1, frame // spec.stride)
+    # ceil((frame + span - num_frames) / stride): the smallest q whose clip ends inside the video.
+    earliest = max(0, -(-(frame + spec.span - num_frames) // spec.stride))
+    return frame - min(max(centre, earliest), latest) * spec.stride
+
+
+def traced_token_index(frame_indices: np.ndarray, frames: np.ndarray, tubelet: int) -> np.ndarray:
+    """Temporal token index ``(n,)`` of ``frames[i]`` in clip ``frame_indices[i]`` (``(n, T)`` source frames).
+
+    The frame's first position in the clip, integer-divided by the tubelet (clamped tail repeats come later).
+    """
+    frame_indices = np.asarray(frame_indices)
+    frames = np.asarray(frames)
+    hit = frame_indices == frames[:, None]
+    if not hit.any(axis=1).all():
+        row = int(np.flatnonzero(~hit.any(axis=1))[0])
+        raise ValueError(f"clip {row} does not contain frame {int(frames[row])}; it was not sampled as traced")
+    return hit.argmax(axis=1) // tubelet
+
+
 def clip_indices(
     num_frames: int,
     spec: ClipSpec,
@@ -52,6 +89,7 @@ def clip_indices(
 
     ``ed_es`` mode: one clip of ``spec.frames`` indices ``round(linspace(ed, es, frames))`` (ED first, so the clip
     always shows contraction); raises :class:`UserError` when ED/ES are unknown (-1 or None).
+    ``traced`` mode: the ED clip then the ES clip (:func:`traced_start`); no clip when ED/ES are unknown.
     """
     if num_frames < 1:
         raise ValueError(f"a video needs at least one frame, got {num_frames}")
@@ -62,7 +100,12 @@ def clip_indices(
                 "use a dataset with LV tracings (or EDFrame/ESFrame columns)"
             )
         indices = np.rint(np.linspace(ed_es[0], ed_es[1], spec.frames))[None].astype(np.int64)
+        return np.minimum(indices, num_frames - 1)
+    if spec.start == "traced":
+        if ed_es is None or min(ed_es) < 0:
+            return np.zeros((0, spec.frames), dtype=np.int64)
+        starts = np.array([traced_start(num_frames, frame, spec) for frame in ed_es], dtype=np.int64)
     else:
-        offsets = np.arange(spec.frames, dtype=np.int64) * spec.stride
-        indices = clip_starts(num_frames, spec, rng, count)[:, None] + offsets
+        starts = clip_starts(num_frames, spec, rng, count)
+    indices = starts[:, None] + np.arange(spec.frames, dtype=np.int64) * spec.stride
     return np.minimum(indices, num_frames - 1)

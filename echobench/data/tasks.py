@@ -16,7 +16,7 @@ import pandas as pd
 from echobench.config import did_you_mean
 from echobench.errors import UserError
 
-TaskKind = Literal["classification", "regression"]
+TaskKind = Literal["classification", "regression", "segmentation"]
 LabelRule = Callable[[np.ndarray, str], np.ndarray]
 
 
@@ -25,7 +25,8 @@ class Task:
     """One prediction target.
 
     ``column`` is the label column of the dataset table; ``label_rule`` maps its non-missing values to class
-    indices (classification) and is ``None`` for regression, which predicts the column as is.
+    indices (classification) and is ``None`` for regression, which predicts the column as is. Segmentation tasks
+    read label maps (``VideoDataset.masks``) at the traced ED/ES frames; their ``column`` names that source.
     ``primary_metric`` is the validation metric protocols select hyperparameters by. ``classes[i]`` names
     class index ``i``; class 1 is the positive class.
     """
@@ -50,8 +51,11 @@ class Task:
         Rows whose label is missing are not dropped here, so row order stays aligned with the table; they
         have ``valid`` False and a placeholder target (-1 for classification, NaN for regression). Callers
         keep ``table[valid]`` and should report how many rows were left out. A missing or entirely empty
-        column is a :class:`UserError`.
+        column is a :class:`UserError`. A segmentation task's valid rows are the videos with traced ED and ES
+        frames; its target is a placeholder 0 (the protocol reads the masks themselves).
         """
+        if self.kind == "segmentation":
+            return self._traced(table, dataset)
         if self.column not in table.columns:
             raise UserError(self._no_labels(dataset))
         raw = pd.to_numeric(table[self.column], errors="coerce").to_numpy(dtype=np.float64)
@@ -70,6 +74,15 @@ class Task:
         labels = np.full(len(raw), -1, dtype=np.int64)
         labels[valid] = self.label_rule(raw[valid], dataset)
         return labels, valid
+
+    def _traced(self, table: pd.DataFrame, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+        valid = ((table["ed_frame"] >= 0) & (table["es_frame"] >= 0)).to_numpy()
+        if not valid.any():
+            raise UserError(
+                f"dataset {dataset} has no video with traced ED and ES frames, which task {self.name} segments; "
+                "choose a dataset with LV tracings or label maps"
+            )
+        return np.zeros(len(table), dtype=np.int64), valid
 
     def _no_labels(self, dataset: str) -> str:
         return (
@@ -148,6 +161,14 @@ TASKS: dict[str, Task] = {
         _regression("edv", "edv", "left-ventricular end-diastolic volume in mL"),
         _classification(
             "mi", "mi", "myocardial infarction (column mi: 1 = MI, 0 = none)", ("no_mi", "mi"), _binary_column
+        ),
+        Task(
+            "lv_seg",
+            "segmentation",
+            "masks",
+            "LV masks (and the dataset's other mask classes) at the traced ED and ES frames; Dice, IoU, PPV, recall",
+            primary_metric="dice",
+            higher_is_better=True,
         ),
         # EchoNet-LVH linear measurements (cm) and RVENet's right-ventricular EF.
         _regression("ivsd", "ivsd", "interventricular septal thickness at end-diastole in cm (EchoNet-LVH)"),
