@@ -22,6 +22,7 @@ from echobench.protocols.segmentation import (
     Images,
     SegmentationConfig,
     _fraction_of_training,
+    channel_stats,
     run_segmentation,
 )
 from echobench.runner import resolve
@@ -157,6 +158,15 @@ def test_label_fraction_keeps_patients_whole() -> None:
     half = _fraction_of_training(ctx, 0.5, seed=3)  # type: ignore[arg-type]
     assert len(half) == 6 and half.groupby("patient_id").size().eq(2).all()
     assert half.equals(_fraction_of_training(ctx, 0.5, seed=3))  # type: ignore[arg-type]
+
+
+def test_channel_stats_over_chunks() -> None:
+    tokens = np.zeros((5, 2, 1, 2), dtype=np.float16)
+    tokens[..., 0] = np.arange(10, dtype=np.float16).reshape(5, 2, 1)
+    tokens[..., 1] = 3.0
+    mean, std = channel_stats(tokens, chunk=2)
+    np.testing.assert_allclose(mean, [4.5, 3.0])
+    np.testing.assert_allclose(std, [np.std(np.arange(10)), 1.0])  # a constant channel is divided by 1
 
 
 # -- protocol on a synthetic problem -----------------------------------------------------------------------------------

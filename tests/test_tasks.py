@@ -80,4 +80,5 @@ def test_selection_metric_follows_task_kind() -> None:
             assert (task.primary_metric, task.higher_is_better) == ("dice", True)
         else:
             assert (task.primary_metric, task.higher_is_better, task.classes) == ("mae", False, ())
-    assert set(TASKS) == {"ef", "ef_binary", "ef_anomaly", "esv", "edv", "mi", "lv_seg"}
+    lvh = {"ivsd", "ivss", "lvidd", "lvids", "lvpwd", "lvpws"}
+    assert set(TASKS) == {"ef", "ef_binary", "ef_anomaly", "esv", "edv", "mi", "lv_seg", "rvef", "rv_anomaly", *lvh}

@@ -7,7 +7,11 @@ per-pixel logits (``linear``: DISCOVER's per-token linear layer + bilinear upsam
 transposed convolutions). Targets are the dataset's label maps (:meth:`VideoDataset.masks`) mapped to the working
 size with the frames' own crop (:meth:`DecodeCache.working_mask`).
 
-Only the traced token slice is kept in memory (float16, converted per batch). One head per learning rate of
+Only the traced token slice is kept in memory (float16, converted per batch). Token channels are standardised
+with the training images' per-channel mean and SD (as the probes standardise features): the heads' first layer
+is linear, so this changes no model class, but one lr grid then suits encoders whose token scales differ by
+orders of magnitude (a briefly pretrained VideoMAE's tokens vary by a few hundredths around a large constant,
+and an unstandardised head never leaves the all-background solution). One head per learning rate of
 ``lrs`` is trained with AdamW from the same seeded initialisation and the same seeded minibatch order; after each
 epoch it is scored by mean Dice on validation and keeps its best epoch, stopping after ``patience`` epochs
 without improvement. The head with the best validation Dice (first in ``lrs`` order among ties) is evaluated
@@ -20,6 +24,7 @@ patient-grouped subset of the labelled training videos.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,14 +123,11 @@ class Images:
 
 def traced_images(ctx: ProtocolContext, split: str) -> Images:
     """Token maps and label maps of the traced ED/ES frames of the split's labelled videos."""
-    spec = ctx.eval_spec
-    if spec.start != "traced":
-        raise UserError(
-            f"segmentation encodes the traced ED/ES clips, but eval_clips.start is {spec.start!r}; "
-            "remove the eval_clips / protocol.clips override"
-        )
+    # Always traced clips, with the run's clip geometry: a wrapper (label sweep, k-fold) hands over its own
+    # eval_clips, whose start mode does not apply here.
+    spec = dataclasses.replace(ctx.eval_spec, start="traced")
     table, _ = ctx.labelled(split)
-    fs = ctx.features(split, tokens=True)
+    fs = ctx.features(split, tokens=True, spec=spec)
     if fs.tokens is None or fs.frame_indices is None:
         raise ValueError("the embedding cache returned no tokens or frame indices for a token encoding")
     if not np.array_equal(fs.clip_video, np.repeat(np.arange(fs.num_videos), len(PHASES))):
@@ -162,6 +164,23 @@ def _working_masks(ctx: ProtocolContext, video_id: str, ed: int, es: int) -> np.
     return masks
 
 
+def channel_stats(tokens: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and SD ``(D,)`` float64 over every token of ``(N, H', W', D)`` maps (1 where the SD is 0).
+
+    Accumulated in float64 over chunks of images, so a large float16 split is never copied whole.
+    """
+    dim = tokens.shape[-1]
+    total, total_sq, count = np.zeros(dim), np.zeros(dim), 0
+    for start in range(0, len(tokens), chunk):
+        block = tokens[start : start + chunk].reshape(-1, dim).astype(np.float64)
+        total += block.sum(axis=0)
+        total_sq += np.square(block).sum(axis=0)
+        count += len(block)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean, np.where(std > 0, std, 1.0)
+
+
 @dataclass
 class _Fit:
     head: nn.Module
@@ -184,6 +203,9 @@ class SegmentationTrainer:
         self.train, self.val, self.config = train, val, config
         self.num_classes, self.dim, self.patch, self.size = num_classes, dim, size // side, size
         self.device = resolve_device("auto")
+        mean, std = channel_stats(train.tokens)
+        self.mean = torch.from_numpy(mean).float().to(self.device)
+        self.std = torch.from_numpy(std).float().to(self.device)
 
     def new_head(self) -> nn.Module:
         # Every lr starts from the same weights, drawn from the config seed without touching the global RNG.
@@ -207,7 +229,7 @@ class SegmentationTrainer:
             head.train()
             for rows in torch.randperm(len(self.train.tokens), generator=generator).split(cfg.batch_size):
                 x, y = self._batch(self.train, rows.numpy())
-                loss = self._loss(head(x[:, None]), y)
+                loss = self._loss(head(x), y)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -218,10 +240,13 @@ class SegmentationTrainer:
                 break
         return best
 
+    def _tokens(self, tokens: np.ndarray) -> torch.Tensor:
+        """float16 token maps ``(B, H', W', D)`` → standardised float32 grids ``(B, 1, H', W', D)``."""
+        x = torch.from_numpy(tokens).to(self.device).float()
+        return ((x - self.mean) / self.std)[:, None]
+
     def _batch(self, images: Images, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(images.tokens[rows]).to(self.device).float()
-        y = torch.from_numpy(images.masks[rows]).to(self.device).long()
-        return x, y
+        return self._tokens(images.tokens[rows]), torch.from_numpy(images.masks[rows]).to(self.device).long()
 
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = F.cross_entropy(logits, target)
@@ -239,8 +264,8 @@ class SegmentationTrainer:
         head.eval()
         out = []
         for start in range(0, len(images.tokens), _PREDICT_BATCH):
-            x = torch.from_numpy(images.tokens[start : start + _PREDICT_BATCH]).to(self.device).float()
-            out.append(head(x[:, None]).argmax(dim=1).to(torch.uint8).cpu().numpy())
+            x = self._tokens(images.tokens[start : start + _PREDICT_BATCH])
+            out.append(head(x).argmax(dim=1).to(torch.uint8).cpu().numpy())
         return np.concatenate(out)
 
     def overlaps(self, head: nn.Module, images: Images) -> np.ndarray:
