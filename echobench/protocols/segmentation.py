@@ -215,8 +215,8 @@ class SegmentationTrainer:
         return head.to(self.device)
 
     def fit(self) -> _Fit:
-        """The head (at its best epoch) with the best validation Dice over ``lrs``; the first one among ties."""
-        # max keeps the first of equal keys: lrs order breaks ties.
+        """The head (at its best epoch) with the best validation Dice over ``lrs``; the first one among ties
+        (``max`` keeps the first of equal keys)."""
         return max((self._fit(lr) for lr in self.config.lrs), key=lambda fit: fit.dice)
 
     def _fit(self, lr: float) -> _Fit:
