@@ -89,32 +89,40 @@ class ProtocolContext:
 
 def select_videos(sources: dict[str, EncodedSplit], table: pd.DataFrame, targets: np.ndarray) -> FeatureSet:
     """The clips of ``table``'s videos (in table order) out of the encoded dataset splits they belong to."""
-    features, owners, grids, frames = [], [], [], []
-    for row, (source, video_id) in enumerate(zip(table["split"], table["video_id"], strict=True)):
-        encoded = sources[source]
-        clips = _clip_rows(encoded)[video_id]
-        features.append(encoded.features[clips])
-        owners.append(np.full(len(clips), row, dtype=np.int64))
-        if encoded.tokens is not None:
-            grids.append(encoded.tokens[clips])
-        if encoded.frame_indices is not None:
-            frames.append(encoded.frame_indices[clips])
+    clip_rows, owners = [], []
+    for source, encoded in sources.items():
+        rows = np.flatnonzero((table["split"] == source).to_numpy())
+        position = pd.Index(encoded.video_ids).get_indexer(table["video_id"].to_numpy()[rows])
+        if (position < 0).any():
+            missing = table["video_id"].to_numpy()[rows][position < 0][0]
+            raise ValueError(f"video {missing!r} is not in the encoded {source} split")
+        order = np.argsort(encoded.clip_video, kind="stable")
+        bounds = np.searchsorted(encoded.clip_video[order], np.arange(len(encoded.video_ids) + 1))
+        counts = bounds[position + 1] - bounds[position]
+        # Clip k of the i-th selected video sits at order[bounds[position[i]] + k].
+        starts = np.repeat(bounds[position], counts) + _ranks(counts)
+        clip_rows.append((source, order[starts]))
+        owners.append(np.repeat(rows, counts))
+    owner = np.concatenate(owners)
+    by_video = np.argsort(owner, kind="stable")
+
+    def gather(field: str) -> np.ndarray | None:
+        parts = [getattr(sources[source], field) for source, _ in clip_rows]
+        if any(part is None for part in parts):
+            return None
+        return np.concatenate([part[idx] for part, (_, idx) in zip(parts, clip_rows, strict=True)])[by_video]
+
     return FeatureSet(
-        features=np.concatenate(features),
-        clip_video=np.concatenate(owners),
+        features=gather("features"),
+        clip_video=owner[by_video],
         video_ids=[str(v) for v in table["video_id"]],
         targets=np.asarray(targets),
-        tokens=np.concatenate(grids) if len(grids) == len(table) else None,
-        frame_indices=np.concatenate(frames) if len(frames) == len(table) else None,
+        tokens=gather("tokens"),
+        frame_indices=gather("frame_indices"),
     )
 
 
-def _clip_rows(encoded: EncodedSplit) -> dict[str, np.ndarray]:
-    """Video id → indices of its clips, computed once per encoded split."""
-    if encoded.clips_by_video is None:
-        order = np.argsort(encoded.clip_video, kind="stable")
-        bounds = np.searchsorted(encoded.clip_video[order], np.arange(len(encoded.video_ids) + 1))
-        encoded.clips_by_video = {
-            video_id: order[bounds[i] : bounds[i + 1]] for i, video_id in enumerate(encoded.video_ids)
-        }
-    return encoded.clips_by_video
+def _ranks(counts: np.ndarray) -> np.ndarray:
+    """``[0, 1, …, c0 − 1, 0, 1, …, c1 − 1, …]`` for counts ``c``."""
+    total = int(counts.sum())
+    return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)

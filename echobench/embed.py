@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,6 @@ class EncodedSplit:
     video_ids: list[str]
     tokens: np.ndarray | None = None
     frame_indices: np.ndarray | None = None
-    clips_by_video: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
 
 def embedding_key(

@@ -23,7 +23,7 @@ def run_cli(monkeypatch, capsys, *args):
         (["run", "--method", "videomae", "--set", "method.mask_rato=0.5"], "did you mean 'mask_ratio'"),
         (["run", "--method", "videomae", "--set", "pretrain.steps=lots"], "must be an integer"),
         (["run", "--method", "videomae", "--task", "ef_anomly"], "did you mean 'ef_anomaly'"),
-        (["run", "--method", "videomae", "--dataset", "echonet"], "did you mean 'echonet-dynamic'"),
+        (["run", "--method", "videomae", "--dataset", "echonet-dynamc"], "did you mean 'echonet-dynamic'"),
         (["run", "--method", "videomae", "--profile", "fast"], "unknown profile 'fast'"),
         (["run", "--method", "videomae", "--set", "protocol.eval_clips.count=3"], "eval_clips has no field"),
         (["run", "--method", "videomae", "--dataset", "echonet-dynamic"], "pass --data-root"),

@@ -186,3 +186,26 @@ def test_clips_setting() -> None:
     for bad in (0, "some", 1.5, True):
         with pytest.raises(UserError, match="protocol.clips"):
             clips_setting(bad)
+
+
+def test_select_videos_cuts_table_order_out_of_several_encoded_splits() -> None:
+    import pandas as pd
+
+    from echobench.context import select_videos
+    from echobench.embed import EncodedSplit
+
+    # Clip feature = 10 * video row + clip rank; clips of a video are not contiguous in the encoded arrays.
+    train = EncodedSplit(
+        features=np.array([[0.0], [10.0], [1.0], [20.0], [11.0]], dtype=np.float32),
+        clip_video=np.array([0, 1, 0, 2, 1]),
+        video_ids=["a", "b", "c"],
+        frame_indices=np.arange(5)[:, None],
+    )
+    val = EncodedSplit(features=np.array([[100.0]], dtype=np.float32), clip_video=np.array([0]), video_ids=["d"])
+    table = pd.DataFrame({"video_id": ["c", "d", "a"], "split": ["train", "val", "train"]})
+    fs = select_videos({"train": train, "val": val}, table, np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(fs.features[:, 0], [20.0, 100.0, 0.0, 1.0])
+    np.testing.assert_array_equal(fs.clip_video, [0, 1, 2, 2])
+    assert fs.video_ids == ["c", "d", "a"] and fs.frame_indices is None
+    only_train = select_videos({"train": train}, table.iloc[[2, 0]], np.array([3.0, 1.0]))
+    np.testing.assert_array_equal(only_train.frame_indices[:, 0], [0, 2, 3])

@@ -169,3 +169,24 @@ def test_bad_protocol_input_exits_2_before_any_training(
     assert message in err and "Traceback" not in err
     assert not (isolated_home / "checkpoints").exists()
     assert not (isolated_home / "decoded").exists()
+
+
+def test_sweep_and_kfold_read_the_embedding_cache_and_test_every_video_once(
+    monkeypatch, capsys, synth_root, isolated_home
+) -> None:
+    run_json(monkeypatch, capsys, synth_root, "random_init", *SETTINGS["linear"], protocol="linear", settings=MODEL)
+    cached = sorted((isolated_home / "embeddings").rglob("*.safetensors"))
+    monkeypatch.setattr("echobench.embed.EvalClipDataset", None)  # any fresh encode would now fail
+    sweep = run_json(
+        monkeypatch, capsys, synth_root, "random_init", *SETTINGS["label-sweep"], protocol="label-sweep", settings=MODEL
+    )
+    kfold = run_json(
+        monkeypatch, capsys, synth_root, "random_init", *SETTINGS["kfold"], protocol="kfold", settings=MODEL
+    )
+    assert sorted((isolated_home / "embeddings").rglob("*.safetensors")) == cached
+    assert sweep["summary"][-1]["n_train"] == 28
+    folds = pd.read_csv(json.loads(open(kfold["result_path"]).read())["predictions_csv"])
+    files = pd.read_csv(synth_root / "FileList.csv")
+    pooled = files[files["Split"].str.upper().isin(["TRAIN", "VAL"])]["FileName"]
+    assert sorted(folds["video_id"]) == sorted(pooled)
+    assert folds.groupby("video_id")["fold"].nunique().max() == 1

@@ -169,7 +169,17 @@ class VideoDataset(abc.ABC):
         return h.hexdigest()[:16]
 
     def split_hash(self, split: str) -> str:
-        """16 hex chars: sha256 over the sorted video ids of ``split`` and their labels."""
+        """16 hex chars: sha256 over the sorted video ids of ``split`` and their labels.
+
+        Memoised per table object, because every embedding-cache lookup needs it (a label sweep makes dozens).
+        """
+        key = (split, id(self.table), len(self.table))
+        memo: dict[tuple[str, int, int], str] = self.__dict__.setdefault("_split_hashes", {})
+        if key not in memo:
+            memo[key] = self._compute_split_hash(split)
+        return memo[key]
+
+    def _compute_split_hash(self, split: str) -> str:
         table = self.split_table(split).sort_values("video_id")
         rows = [
             [vid, [None if math.isnan(v) else float(v) for v in labels]]

@@ -1,0 +1,96 @@
+"""Cost of the frozen suite relative to one encode pass, for one checkpoint on SynthEcho.
+
+    python benchmarks/frozen_suite.py [--method random_init] [--profile quick] [--set ...]
+
+Measures, in one process and with a fresh ``$ECHOBENCH_HOME`` (data, decode cache, checkpoint and MLflow store are
+made by an untimed warm-up run first):
+
+* ``encode``: one encode pass — train, val and test through the method's encoder into the embedding cache;
+* ``suite``: ``knn`` + ``linear`` + ``label-sweep`` (4 fractions x 3 seeds of the linear probe), each a full
+  ``echobench run`` (resolve, embedding cache, protocol, MLflow run, result JSON), starting from an empty
+  embedding cache, so the suite pays its own encode pass once.
+
+Prints ``suite / encode``; the goal is <= 1.3 (the protocols on cached embeddings cost at most 30 % of an
+encode pass). The encode pass is measured a second time in a fresh embedding cache after the suite, and the
+ratio uses the mean of the two, because this machine's speed drifts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from echobench.console import console
+from echobench.context import ProtocolContext
+from echobench.data.decode_cache import DecodeCache
+from echobench.paths import embeddings_dir
+from echobench.pretrain import normalisation
+from echobench.runner import execute, open_dataset, pretrain_tracked, resolve, resolved_eval_spec
+
+PROTOCOLS = ("knn", "linear", "label-sweep")
+
+
+def encode_pass(method: str, sets: list[str], profile: str) -> float:
+    """Seconds to encode train, val and test of the suite's checkpoint into an empty embedding cache."""
+    shutil.rmtree(embeddings_dir(), ignore_errors=True)
+    resolved = resolve(method, "knn", sets=sets, profile=profile)
+    dataset = open_dataset(resolved.data)
+    cache = DecodeCache.build(dataset, resolved.method_config.size)
+    pretrained = pretrain_tracked(
+        resolved.method_cls, resolved.method_config, resolved.pretrain, resolved.data, dataset, cache, profile
+    )
+    context = ProtocolContext(
+        pretrained=pretrained,
+        dataset=dataset,
+        cache=cache,
+        task=resolved.task,
+        config=resolved.protocol_config,
+        eval_spec=resolved_eval_spec(resolved),
+        norm=normalisation(dataset, cache),
+    )
+    started = time.perf_counter()
+    for split in ("train", "val", "test"):
+        context.encode(split)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", default="random_init")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--set", dest="sets", action="append", default=[])
+    args = parser.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="echobench-frozen-suite-"))
+    os.environ["ECHOBENCH_HOME"] = str(home)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        # Untimed: builds SynthEcho, the decode cache, the checkpoint and the MLflow store, and warms imports and the
+        # page cache, so that both sides of the ratio pay only per-run costs.
+        execute(resolve(args.method, "knn", task="ef", sets=args.sets, profile=args.profile))
+        first_encode = encode_pass(args.method, args.sets, args.profile)
+        shutil.rmtree(embeddings_dir(), ignore_errors=True)
+        timings = {}
+        for protocol in PROTOCOLS:
+            started = time.perf_counter()
+            execute(resolve(args.method, protocol, task="ef", sets=args.sets, profile=args.profile))
+            timings[protocol] = time.perf_counter() - started
+        second_encode = encode_pass(args.method, args.sets, args.profile)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    encode = (first_encode + second_encode) / 2
+    suite = sum(timings.values())
+    console.print(
+        f"encode pass: {first_encode:.2f} s and {second_encode:.2f} s (mean {encode:.2f} s); "
+        + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in timings.items())
+    )
+    print(
+        f"(knn + linear + label-sweep 4x3) / encode pass = {suite:.2f} / {encode:.2f} = {suite / encode:.2f} (goal <= 1.3)"
+    )
+
+
+if __name__ == "__main__":
+    main()
