@@ -308,6 +308,7 @@ def execute(resolved: Resolved) -> Outcome:
             "seeds": resolved.seeds,
             "task": resolved.task.name,
             "task_version": resolved.task.version,
+            "frozen_encoder": _frozen_encoder(resolved.family, resolved.protocol_config),
             "metrics": result.metrics,
             "ci95": {k: list(v) for k, v in result.ci.items()},
             "val_metrics": result.val_metrics,
@@ -337,6 +338,14 @@ def run_family(resolved: Resolved, context: ProtocolContext) -> ProtocolResult:
         lambda seed: family.run(context.with_config(dataclasses.replace(config, seed=seed), seed=seed)),
         [first + i for i in range(resolved.seeds)],
     )
+
+
+def _frozen_encoder(family: Family, config: Any) -> bool:
+    """Whether the protocol (a wrapper's inner protocol) evaluates the encoder without changing it."""
+    if family.task_kinds is None:
+        return _frozen_encoder(*config.resolve())
+    # Fine-tuning with nothing unfrozen trains only a head, on random clips.
+    return family.frozen or getattr(config, "unfreeze", None) == 0
 
 
 def _summary_records(result: ProtocolResult) -> list[dict[str, Any]] | None:

@@ -64,6 +64,7 @@ def test_every_protocol_runs_end_to_end(monkeypatch, capsys, synth_root, shared_
         record = json.loads(open(summary["result_path"]).read())
         assert record["protocol"] == protocol and record["metrics"], protocol
         assert record["mlflow_run_id"] == summary["mlflow_run_id"]
+        assert record["frozen_encoder"] is not protocol.startswith("finetune")
         summaries[protocol] = summary
     sweep = summaries["label-sweep"]
     assert [row["fraction"] for row in sweep["summary"]] == [0.1, 0.2, 0.5, 1.0]
