@@ -16,22 +16,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+# Run as a script, this folder is on sys.path: the OpenCV reader is the one decode_cache.py measures.
+from decode_cache import opencv_gray
 
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.echonet import EchoNetDynamic
 from echobench.data.synthecho.generate import synthesize
 from echobench.data.video_io import read_video_gray
-
-
-def opencv_gray(path: str) -> np.ndarray:
-    capture = cv2.VideoCapture(path)
-    frames = []
-    while (read := capture.read())[0]:
-        frames.append(cv2.cvtColor(read[1], cv2.COLOR_BGR2GRAY))
-    capture.release()
-    return np.stack(frames)
 
 
 def frames_per_second(decode: Callable[[str], np.ndarray], paths: list[str], repeats: int = 3) -> float:

@@ -9,6 +9,8 @@ formats go through swscale's grey conversion.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,23 +32,30 @@ def _grey(frame: av.VideoFrame) -> np.ndarray:
     return frame.to_ndarray(format="gray")
 
 
+@contextlib.contextmanager
+def _video_stream(path: Path) -> Iterator[av.container.InputContainer]:
+    """An opened container with a video stream; a missing, stream-less or corrupt file is a :class:`UserError`."""
+    if not path.is_file():
+        raise UserError(f"video {path} does not exist; restore it or remove it from the dataset's file list")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError(f"video {path} has no video stream; replace it with a valid video")
+            yield container
+    except (av.FFmpegError, ValueError) as err:
+        raise UserError(f"video {path} is corrupt or unreadable ({err}); replace it with a valid video") from err
+
+
 def read_video_gray(path: Path | str) -> np.ndarray:
     """All frames of a video as grey ``(T, H, W)`` uint8.
 
     Raises :class:`UserError` naming the file when it is missing, cannot be decoded, or holds no frames.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"video {path} does not exist; restore it or remove it from the dataset's file list")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise UserError(f"video {path} has no video stream; replace it with a valid AVI")
-            frames = [_grey(frame) for frame in container.decode(video=0)]
-    except (av.FFmpegError, ValueError) as err:
-        raise UserError(f"video {path} is corrupt or unreadable ({err}); replace it with a valid AVI") from err
+    with _video_stream(path) as container:
+        frames = [_grey(frame) for frame in container.decode(video=0)]
     if not frames:
-        raise UserError(f"video {path} holds no frames; replace it with a valid AVI")
+        raise UserError(f"video {path} holds no frames; replace it with a valid video")
     return np.stack(frames)
 
 
@@ -63,23 +72,15 @@ class VideoInfo:
 def probe_video(path: Path | str) -> VideoInfo:
     """Frame count, frame rate and size of a video from its container header (for formats whose file list lacks
     them). The count is the header's; the decode cache records the decoded count when they differ."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"video {path} does not exist; restore it or remove it from the dataset's file list")
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise UserError(f"video {path} has no video stream; replace it with a valid video")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.base_rate
-            return VideoInfo(
-                num_frames=int(stream.frames),
-                fps=float(rate) if rate else float("nan"),
-                height=int(stream.codec_context.height),
-                width=int(stream.codec_context.width),
-            )
-    except (av.FFmpegError, ValueError) as err:
-        raise UserError(f"video {path} is corrupt or unreadable ({err}); replace it with a valid video") from err
+    with _video_stream(Path(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.base_rate
+        return VideoInfo(
+            num_frames=int(stream.frames),
+            fps=float(rate) if rate else float("nan"),
+            height=int(stream.codec_context.height),
+            width=int(stream.codec_context.width),
+        )
 
 
 @dataclass(frozen=True)
