@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -138,6 +138,21 @@ class VideoDataset(abc.ABC):
             frame: polygon_mask(polygon, height, width).astype(np.uint8)
             for frame, polygon in self.tracings(video_id).items()
         }
+
+    def read_csv(self, rel: str, columns: tuple[str, ...], dtype: Any = None) -> pd.DataFrame:
+        """A label file under ``root`` with the ``columns`` it must have; a :class:`UserError` naming the file when
+        it cannot be parsed or lacks a column."""
+        path = self.root / rel
+        try:
+            frame = pd.read_csv(path, dtype=dtype)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise UserError(f"cannot parse {path} ({err}); expected layout: {self.layout}") from err
+        absent = [c for c in columns if c not in frame.columns]
+        if absent:
+            raise UserError(
+                f"{path} lacks columns {absent}; it needs {', '.join(columns)} (expected layout: {self.layout})"
+            )
+        return frame
 
     # -- shared behaviour ---------------------------------------------------------------------------------------
 

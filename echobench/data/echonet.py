@@ -106,16 +106,8 @@ class EchoNetDynamic(VideoDataset):
         return self._merge_extra(table) if extra.is_file() else table
 
     def _read_csv(self, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
-        path = self.root / name
-        try:
-            # Names and patient ids are text even when they look numeric ("0001" must not become 1).
-            frame = pd.read_csv(path, dtype={"FileName": str, "PatientID": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise UserError(f"cannot parse {path} ({err}); expected layout: {self.layout}") from err
-        absent = [c for c in columns if c not in frame.columns]
-        if absent:
-            raise UserError(f"{path} lacks columns {absent}; expected header {','.join(columns)}")
-        return frame
+        # Names and patient ids are text even when they look numeric ("0001" must not become 1).
+        return self.read_csv(name, columns, dtype={"FileName": str, "PatientID": str})
 
     def _numeric(self, files: pd.DataFrame, column: str) -> pd.Series:
         values = pd.to_numeric(files[column], errors="coerce")

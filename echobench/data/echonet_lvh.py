@@ -84,14 +84,7 @@ class EchoNetLVH(VideoDataset):
         return table
 
     def _read_measurements(self) -> pd.DataFrame:
-        path = self.root / "MeasurementsList.csv"
-        try:
-            rows = pd.read_csv(path, dtype={"HashedFileName": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise UserError(f"cannot parse {path} ({err}); expected layout: {self.layout}") from err
-        absent = [c for c in COLUMNS if c not in rows.columns]
-        if absent:
-            raise UserError(f"{path} lacks columns {absent}; expected layout: {self.layout}")
+        rows = self.read_csv("MeasurementsList.csv", COLUMNS, dtype={"HashedFileName": str})
         rows["HashedFileName"] = rows["HashedFileName"].astype(str).str.strip().str.removesuffix(".avi")
         rows["CalcValue"] = pd.to_numeric(rows["CalcValue"], errors="coerce")
         return rows

@@ -111,7 +111,7 @@ class EchoNetPediatric(VideoDataset):
         return table
 
     def _read_view(self, view: str) -> pd.DataFrame:
-        files = self._read_csv(f"{view}/FileList.csv", FILE_LIST_COLUMNS)
+        files = self.read_csv(f"{view}/FileList.csv", FILE_LIST_COLUMNS, dtype={"FileName": str})
         names = files["FileName"].astype(str).str.strip().str.removesuffix(".avi")
         fold = pd.to_numeric(files["Split"], errors="coerce")
         bad = ~fold.isin(list(FOLDS))
@@ -126,7 +126,9 @@ class EchoNetPediatric(VideoDataset):
         paths = [self.root / view / "Videos" / f"{n}.avi" for n in names]
         info = [probe_video(p) if p.is_file() else None for p in paths]
         video_id = [f"{view}/{n}" for n in names]
-        polygons = tracing_polygons(self._read_csv(f"{view}/VolumeTracings.csv", TRACING_COLUMNS))
+        polygons = tracing_polygons(
+            self.read_csv(f"{view}/VolumeTracings.csv", TRACING_COLUMNS, dtype={"FileName": str})
+        )
         for vid, name in zip(video_id, names, strict=True):
             if name in polygons:
                 self._tracings[vid] = polygons[name]
@@ -153,17 +155,6 @@ class EchoNetPediatric(VideoDataset):
                 "psax": float(view == "PSAX"),
             }
         )
-
-    def _read_csv(self, rel: str, columns: tuple[str, ...]) -> pd.DataFrame:
-        path = self.root / rel
-        try:
-            frame = pd.read_csv(path, dtype={"FileName": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise UserError(f"cannot parse {path} ({err}); expected layout: {self.layout}") from err
-        absent = [c for c in columns if c not in frame.columns]
-        if absent:
-            raise UserError(f"{path} lacks columns {absent}; expected header {','.join(columns)}")
-        return frame
 
 
 class EchoNetPediatricA4C(EchoNetPediatric):

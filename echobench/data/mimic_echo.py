@@ -94,14 +94,7 @@ class MimicIVEcho(VideoDataset):
         )
 
     def _read_record_list(self) -> pd.DataFrame:
-        path = self.root / "echo-record-list.csv"
-        try:
-            records = pd.read_csv(path, dtype=str)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise UserError(f"cannot parse {path} ({err}); expected layout: {self.layout}") from err
-        absent = [c for c in COLUMNS if c not in records.columns]
-        if absent:
-            raise UserError(f"{path} lacks columns {absent}; expected layout: {self.layout}")
+        records = self.read_csv("echo-record-list.csv", COLUMNS, dtype=str)
         return records[list(COLUMNS)].dropna().drop_duplicates("dicom_filepath").reset_index(drop=True)
 
     def _headers(self, files: pd.Series) -> pd.DataFrame:

@@ -51,14 +51,9 @@ class VideoFolder(VideoDataset):
         return {}
 
     def _read_table(self) -> pd.DataFrame:
-        path = self.root / "labels.csv"
-        try:
-            labels = pd.read_csv(path, dtype={"FileName": str, "PatientID": str, "Split": str})
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise UserError(f"cannot parse {path} ({err}); expected layout: {self.layout}") from err
-        absent = [c for c in ("FileName", "Split") if c not in labels.columns]
-        if absent:
-            raise UserError(f"{path} lacks columns {absent}; expected layout: {self.layout}")
+        labels = self.read_csv(
+            "labels.csv", ("FileName", "Split"), dtype={"FileName": str, "PatientID": str, "Split": str}
+        )
         files = labels["FileName"].astype(str).str.strip()
         video_id = [str(PurePosixPath(f).with_suffix("")) for f in files]
         paths = [self.root / f for f in files]
@@ -87,7 +82,9 @@ class VideoFolder(VideoDataset):
                 continue
             label = column.lower()
             if label in CORE_COLUMNS or label in table.columns:
-                raise UserError(f"{path}: label column {column!r} clashes with a reserved name; rename it")
+                raise UserError(
+                    f"{self.root / 'labels.csv'}: label column {column!r} clashes with a reserved name; rename it"
+                )
             table[label] = values.to_numpy()
         self._ids = frozenset(video_id)
         return table
