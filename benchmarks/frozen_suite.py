@@ -26,11 +26,8 @@ import time
 from pathlib import Path
 
 from echobench.console import console
-from echobench.context import ProtocolContext
-from echobench.data.decode_cache import DecodeCache
 from echobench.paths import embeddings_dir
-from echobench.pretrain import normalisation
-from echobench.runner import execute, open_dataset, pretrain_tracked, resolve, resolved_eval_spec
+from echobench.runner import execute, prepare, resolve
 
 PROTOCOLS = ("knn", "linear", "label-sweep")
 
@@ -38,21 +35,7 @@ PROTOCOLS = ("knn", "linear", "label-sweep")
 def encode_pass(method: str, sets: list[str], profile: str) -> float:
     """Seconds to encode train, val and test of the suite's checkpoint into an empty embedding cache."""
     shutil.rmtree(embeddings_dir(), ignore_errors=True)
-    resolved = resolve(method, "knn", sets=sets, profile=profile)
-    dataset = open_dataset(resolved.data)
-    cache = DecodeCache.build(dataset, resolved.method_config.size)
-    pretrained = pretrain_tracked(
-        resolved.method_cls, resolved.method_config, resolved.pretrain, resolved.data, dataset, cache, profile
-    )
-    context = ProtocolContext(
-        pretrained=pretrained,
-        dataset=dataset,
-        cache=cache,
-        task=resolved.task,
-        config=resolved.protocol_config,
-        eval_spec=resolved_eval_spec(resolved),
-        norm=normalisation(dataset, cache),
-    )
+    context = prepare(resolve(method, "knn", sets=sets, profile=profile))
     started = time.perf_counter()
     for split in ("train", "val", "test"):
         context.encode(split)

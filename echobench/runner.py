@@ -226,8 +226,9 @@ class Outcome:
         }
 
 
-def execute(resolved: Resolved) -> Outcome:
-    started = time.perf_counter()
+def prepare(resolved: Resolved) -> ProtocolContext:
+    """Everything a protocol needs: checks against the dataset (before any work), the decode cache, the checkpoint
+    (pretrained or reused) and the normalisation."""
     dataset = open_dataset(resolved.data)
     resolved.task.targets(dataset.table, dataset.name)
     eval_spec = resolved_eval_spec(resolved)
@@ -235,21 +236,26 @@ def execute(resolved: Resolved) -> Outcome:
     if resolved.family.check is not None:
         resolved.family.check(resolved.protocol_config, dataset, resolved.task)
     cache = DecodeCache.build(dataset, resolved.method_config.size)
-    norm = normalisation(dataset, cache)
     pretrained = pretrain_tracked(
         resolved.method_cls, resolved.method_config, resolved.pretrain, resolved.data, dataset, cache, resolved.profile
     )
-    pretrained_splits = set(pretrained.meta.extra.get("pretrain_splits", []))
-    context = ProtocolContext(
+    return ProtocolContext(
         pretrained=pretrained,
         dataset=dataset,
         cache=cache,
         task=resolved.task,
         config=resolved.protocol_config,
         eval_spec=eval_spec,
-        norm=norm,
+        norm=normalisation(dataset, cache),
         seed=resolved.pretrain.seed,
     )
+
+
+def execute(resolved: Resolved) -> Outcome:
+    started = time.perf_counter()
+    context = prepare(resolved)
+    dataset, pretrained = context.dataset, context.pretrained
+    pretrained_splits = set(pretrained.meta.extra.get("pretrain_splits", []))
     params = {
         "method": to_dict(resolved.method_config),
         "pretrain": to_dict(resolved.pretrain),
