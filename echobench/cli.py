@@ -141,9 +141,9 @@ def validate_plugin(
     for check in checks:
         table.add_row(check.name, "[green]pass" if check.passed else "[red]FAIL", check.detail)
     console.print(table)
-    if not all(c.passed for c in checks) or len(checks) < 5:
-        failed = next((c for c in checks if not c.passed), None)
-        raise UserError(f"plugin {name!r} breaks the Method contract at '{failed.name if failed else '?'}'")
+    failed = next((c for c in checks if not c.passed), None)
+    if failed is not None:
+        raise UserError(f"plugin {name!r} breaks the Method contract at '{failed.name}': {failed.detail}")
 
 
 @data_app.command("synth")

@@ -23,7 +23,12 @@ SECTIONS = ("method", "pretrain", "protocol", "data")
 
 @dataclass
 class PretrainConfig:
-    """The harness's pretraining loop; a method's ``pretrain_defaults`` and ``--set pretrain.x=`` override it."""
+    """The harness's pretraining loop; a method's ``pretrain_defaults`` and ``--set pretrain.x=`` override it.
+
+    ``weight_decay_end`` (optional) makes weight decay follow a cosine from ``weight_decay`` to it over the run
+    (V-JEPA: 0.04 → 0.4). ``init_from`` is a local weight file (safetensors, or a torch state dict read with
+    ``weights_only=True``) that pretraining starts from; its content hash, not its path, enters the checkpoint hash.
+    """
 
     steps: int = 2000
     batch_size: int = 8
@@ -32,6 +37,7 @@ class PretrainConfig:
     min_lr_ratio: float = 0.01
     warmup_fraction: float = 0.1
     weight_decay: float = 0.05
+    weight_decay_end: float | None = None
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip: float = 1.0
     amp: Literal["auto", "bf16", "off"] = "auto"
@@ -40,6 +46,7 @@ class PretrainConfig:
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
+    init_from: str | None = None
 
     @property
     def effective_lr(self) -> float:
@@ -49,10 +56,14 @@ class PretrainConfig:
 
 @dataclass
 class DataConfig:
+    """``pretrain_filter`` = ``"TASK=VALUE"`` keeps only pretraining videos whose task label equals the value
+    (DISCOVER pretrains on normal videos only: ``ef_anomaly=0``); recorded in the checkpoint metadata."""
+
     dataset: str = "synthecho"
     root: str | None = None
     task: str | None = None
     pretrain_splits: tuple[str, ...] = ("train",)
+    pretrain_filter: str | None = None
 
 
 @dataclass

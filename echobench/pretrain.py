@@ -1,8 +1,8 @@
 """Pretraining a method on a dataset, or reusing the checkpoint of an identical earlier run.
 
 A checkpoint's identity (its hash) covers everything that changes the weights: method name and version, method
-config, the pretraining config (except knobs that do not change results, such as logging cadence), the dataset's
-content hash and the splits pretrained on.
+config, the pretraining config (except knobs that do not change results, such as logging cadence; a starting
+weight file by its content hash), the dataset's content hash, the splits pretrained on and the label filter on them.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 
 from echobench import checkpoint as ckpt
@@ -22,8 +24,11 @@ from echobench.console import console
 from echobench.data.base import VideoDataset
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.loader import ClipDataset, step_batches
+from echobench.data.tasks import get_task
+from echobench.errors import UserError
+from echobench.init_weights import file_hash, load_init_weights
 from echobench.paths import checkpoints_dir
-from echobench.train import TrainLoop
+from echobench.train import TrainLoop, complete_groups
 
 RESULT_NEUTRAL_FIELDS = ("checkpoint_every", "log_every", "num_workers", "device")
 
@@ -36,14 +41,56 @@ class Pretrained:
     meta: ckpt.CheckpointMeta
 
 
-def checkpoint_hash(method: Method, pretrain: PretrainConfig, dataset: VideoDataset, splits: tuple[str, ...]) -> str:
+def checkpoint_hash(
+    method: Method,
+    pretrain: PretrainConfig,
+    dataset: VideoDataset,
+    splits: tuple[str, ...],
+    pretrain_filter: str | None = None,
+) -> str:
     relevant = {k: v for k, v in to_dict(pretrain).items() if k not in RESULT_NEUTRAL_FIELDS}
+    if pretrain.init_from is not None:
+        relevant["init_from"] = file_hash(pretrain.init_from)
+    data = [dataset.name, dataset.content_hash()]
     if not method.trainable:
-        # An untrained encoder depends only on its config and the init seed, not on data or the optimiser.
-        return stable_hash(method.name, method.version, method.config, {"seed": pretrain.seed})
-    return stable_hash(
-        method.name, method.version, method.config, relevant, dataset.name, dataset.content_hash(), list(splits)
-    )
+        # An untrained encoder depends on its config, the init seed and any starting weights, not on the
+        # optimiser; the data is still part of its identity so two datasets never share results.
+        return stable_hash(method.name, method.version, method.config, {"seed": pretrain.seed}, relevant, data)
+    return stable_hash(method.name, method.version, method.config, relevant, *data, list(splits), pretrain_filter)
+
+
+def parse_filter(pretrain_filter: str) -> tuple[str, float]:
+    """``"TASK=VALUE"`` → the task name and the label value kept."""
+    name, sep, raw = pretrain_filter.partition("=")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not sep or not name.strip() or not np.isfinite(value):
+        raise UserError(
+            f"data.pretrain_filter {pretrain_filter!r} must be TASK=VALUE with a numeric label value, e.g. ef_anomaly=0"
+        )
+    get_task(name.strip())
+    return name.strip(), value
+
+
+def pretraining_table(
+    dataset: VideoDataset, splits: tuple[str, ...], pretrain_filter: str | None = None
+) -> pd.DataFrame:
+    """The videos a checkpoint is pretrained on: the named splits, keeping only rows whose task label equals the
+    filter's value when ``pretrain_filter`` is set (rows without that label are dropped)."""
+    table = dataset.table[dataset.table["split"].isin(splits)].reset_index(drop=True)
+    if pretrain_filter is None:
+        return table
+    name, value = parse_filter(pretrain_filter)
+    targets, valid = get_task(name).targets(table, dataset.name)
+    kept = table[valid & (np.asarray(targets, dtype=np.float64) == value)].reset_index(drop=True)
+    if kept.empty:
+        raise UserError(
+            f"data.pretrain_filter {pretrain_filter!r} keeps no video of splits {list(splits)} of {dataset.name}; "
+            "check the task's label values"
+        )
+    return kept
 
 
 def build_method(method_cls: type[Method], config: Any, seed: int) -> Method:
@@ -52,11 +99,18 @@ def build_method(method_cls: type[Method], config: Any, seed: int) -> Method:
 
 
 def pretrain_data(
-    method: Method, dataset: VideoDataset, cache: DecodeCache, splits: tuple[str, ...], seed: int
+    method: Method, dataset: VideoDataset, cache: DecodeCache, table: pd.DataFrame, seed: int
 ) -> ClipDataset:
-    table = dataset.table[dataset.table["split"].isin(splits)].reset_index(drop=True)
+    """Training clips of ``table`` with the method's clip spec, its tasks' labels and its worker-side hook."""
+    spec = method.clip_spec()
     mean, std = normalisation(dataset, cache)
-    return ClipDataset(cache, table, method.clip_spec(), mean, std, seed)
+    labels = {}
+    for name in spec.tasks:
+        task = get_task(name)
+        targets, _ = task.targets(table, dataset.name)
+        labels[name] = targets.astype(np.int64 if task.is_classification else np.float32)
+    prepare = method.prepare_sample if type(method).prepare_sample is not Method.prepare_sample else None
+    return ClipDataset(cache, table, spec, mean, std, seed, labels=labels, prepare=prepare)
 
 
 def normalisation(dataset: VideoDataset, cache: DecodeCache) -> tuple[float, float]:
@@ -84,9 +138,10 @@ def locate(
     pretrain: PretrainConfig,
     dataset: VideoDataset,
     splits: tuple[str, ...],
+    pretrain_filter: str | None = None,
 ) -> Located:
     method = build_method(method_cls, method_config, pretrain.seed)
-    key = checkpoint_hash(method, pretrain, dataset, splits)
+    key = checkpoint_hash(method, pretrain, dataset, splits, pretrain_filter)
     folder = checkpoints_dir() / method.name / key
     return Located(method, key, folder, ckpt.read_meta(folder))
 
@@ -99,6 +154,7 @@ def obtain(
     splits: tuple[str, ...],
     sink: Any = None,
     stop_after: int | None = None,
+    pretrain_filter: str | None = None,
 ) -> Pretrained:
     """Return the pretrained method, training (or resuming) only when no finished checkpoint matches."""
     method, key, folder, meta = located.method, located.checkpoint_hash, located.folder, located.meta
@@ -106,7 +162,11 @@ def obtain(
         ckpt.load_model(folder, method, method=method.name)
         return Pretrained(method, key, folder, meta)
 
-    pretrained_ids = sorted(dataset.table[dataset.table["split"].isin(splits)]["video_id"])
+    table = pretraining_table(dataset, splits, pretrain_filter)
+    pretrained_ids = sorted(table["video_id"])
+    init = None
+    if pretrain.init_from is not None:
+        init = load_init_weights(method, pretrain.init_from, f"method {method.name!r}", method.map_init_weights)
     extra = {
         "checkpoint_hash": key,
         "pretrain_config": to_dict(pretrain),
@@ -115,6 +175,8 @@ def obtain(
         "pretrain_splits": list(splits),
         "pretrained_videos_hash": stable_hash(pretrained_ids),
         "num_pretrained_videos": len(pretrained_ids),
+        "pretrain_filter": pretrain_filter,
+        "init_from": init,
     }
 
     def make_meta(step: int, complete: bool) -> ckpt.CheckpointMeta:
@@ -132,11 +194,12 @@ def obtain(
         ckpt.save_model(folder, method, make_meta(0, True))
         return Pretrained(method, key, folder, make_meta(0, True))
 
-    clips = pretrain_data(method, dataset, cache, splits, pretrain.seed)
+    clips = pretrain_data(method, dataset, cache, table, pretrain.seed)
 
     def batches(start_step: int) -> Iterator[ClipBatch]:
         return step_batches(clips, pretrain.batch_size, pretrain.seed, start_step, pretrain.num_workers)
 
+    custom = method.param_groups()
     loop = TrainLoop(
         model=method,
         step_fn=method.pretrain_step,
@@ -144,7 +207,9 @@ def obtain(
         folder=folder,
         make_meta=make_meta,
         after_step=method.after_step,
-        no_decay=frozenset(method.no_weight_decay()),
+        before_optimizer_step=method.on_before_optimizer_step,
+        steps_per_epoch=max(1, len(clips) // pretrain.batch_size),
+        groups=None if custom is None else complete_groups(method, custom, f"method {method.name!r}"),
         sink=sink,
         description=f"pretrain {method.name}",
         stop_after=stop_after,

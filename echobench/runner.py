@@ -24,7 +24,8 @@ from echobench.data.base import VideoDataset
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.tasks import Task, get_task
 from echobench.errors import UserError
-from echobench.pretrain import Pretrained, locate, normalisation, obtain
+from echobench.init_weights import load_init_weights
+from echobench.pretrain import Pretrained, build_method, locate, normalisation, obtain, parse_filter
 from echobench.profiles import profile_overrides
 from echobench.protocols import Family, check_task, get_family
 from echobench.protocols.base import ProtocolResult
@@ -67,6 +68,12 @@ def resolve_pretraining(
     pretrain = apply_overrides(pretrain, overrides.get("pretrain", {}), where="pretrain")
     data = DataConfig(dataset=dataset or "synthecho", root=data_root)
     data = apply_overrides(data, overrides.get("data", {}), where="data")
+    if data.pretrain_filter is not None:
+        parse_filter(data.pretrain_filter)
+    if pretrain.init_from is not None:
+        # A missing, pickled or ill-fitting weight file must fail before any data is decoded.
+        probe = build_method(method_cls, method_config, pretrain.seed)
+        load_init_weights(probe, pretrain.init_from, f"method {method_cls.name!r}", probe.map_init_weights)
     return method_cls, method_config, pretrain, data, overrides
 
 
@@ -138,7 +145,7 @@ def _seeds(value: Any) -> int:
 def resolved_eval_spec(resolved: Resolved) -> ClipSpec:
     cfg = resolved.method_config
     try:
-        return ClipSpec(frames=cfg.frames, stride=cfg.stride, size=cfg.size, **resolved.eval_clips)
+        return ClipSpec(frames=cfg.frames, stride=cfg.stride, size=cfg.size, seconds=cfg.seconds, **resolved.eval_clips)
     except (TypeError, ValueError) as exc:
         raise UserError(f"protocol {resolved.protocol.name}: bad eval_clips {resolved.eval_clips}: {exc}") from None
 
@@ -158,6 +165,14 @@ def open_dataset(data: DataConfig) -> VideoDataset:
 
 
 def check_clip_fits(dataset: VideoDataset, spec: ClipSpec) -> None:
+    if spec.seconds is not None:
+        bad = dataset.table[~(dataset.table["fps"] > 0)]
+        if len(bad):
+            raise UserError(
+                f"clips sampled over {spec.seconds} s need each video's fps, but {bad['video_id'].iloc[0]!r} has "
+                f"fps {bad['fps'].iloc[0]}; fix the dataset's FPS column or unset method.seconds"
+            )
+        return
     longest = int(dataset.table["num_frames"].max())
     if spec.span > longest:
         raise UserError(
@@ -177,9 +192,9 @@ def pretrain_tracked(
 ) -> Pretrained:
     """Pretrain (or resume) inside an MLflow run; a reused finished checkpoint opens no run."""
     splits = tuple(data.pretrain_splits)
-    located = locate(method_cls, method_config, pretrain, dataset, splits)
+    located = locate(method_cls, method_config, pretrain, dataset, splits, data.pretrain_filter)
     if located.ready:
-        return obtain(located, pretrain, dataset, cache, splits)
+        return obtain(located, pretrain, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
     params = {
         "method": to_dict(method_config),
         "pretrain": to_dict(pretrain),
@@ -188,7 +203,7 @@ def pretrain_tracked(
     }
     tags = {"echobench.kind": "pretrain", "echobench.method": method_cls.name, "echobench.dataset": dataset.name}
     with start_run("echobench-pretrain", f"{method_cls.name}-{dataset.name}", params, tags) as run:
-        pretrained = obtain(located, pretrain, dataset, cache, splits, sink=run)
+        pretrained = obtain(located, pretrain, dataset, cache, splits, sink=run, pretrain_filter=data.pretrain_filter)
         run.set_tags(
             {"echobench.checkpoint_hash": pretrained.checkpoint_hash, "echobench.checkpoint": str(pretrained.folder)}
         )

@@ -1,8 +1,9 @@
-"""The one training loop: AdamW, warmup + cosine, grad clipping, autocast, checkpoints and exact resume.
+"""The one training loop: AdamW, warmup + cosine lr, weight-decay schedule, grad clipping, autocast, checkpoints
+and exact resume.
 
 Pretraining and fine-tuning both run through :class:`TrainLoop`. Every random draw of step ``s`` (clip starts,
-masks, dropout) is a function of ``(seed, s)``, so a run resumed from a checkpoint continues exactly as the
-uninterrupted run would have.
+masks, dropout) is a function of ``(seed, s)``, and the lr and weight decay of step ``s`` are pure functions of
+``s``, so a run resumed from a checkpoint continues exactly as the uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from echobench import checkpoint as ckpt
-from echobench.api import LossOutput
+from echobench.api import LossOutput, TrainState
 from echobench.config import PretrainConfig
 from echobench.console import progress_bar
 from echobench.errors import UserError
@@ -53,26 +54,51 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def gather_no_weight_decay(model: nn.Module) -> set[str]:
+    """Every ``no_weight_decay()`` name declared by ``model`` or any submodule, as full parameter names."""
+    names: set[str] = set()
+    for prefix, module in model.named_modules():
+        declared = getattr(module, "no_weight_decay", None)
+        if callable(declared):
+            names |= {f"{prefix}.{name}" if prefix else name for name in declared()}
+    return names
+
+
 def param_groups(
     model: nn.Module,
-    weight_decay: float,
     no_decay: set[str],
-    lr: float,
     lr_scale: Callable[[str], float] | None = None,
 ) -> list[dict[str, Any]]:
-    """AdamW groups: biases, norms, positions and tokens (1-D tensors or named by the model) get no weight decay;
-    ``lr_scale(name)`` multiplies a parameter's learning rate (layer-wise decay in fine-tuning)."""
+    """AdamW groups: biases, norms, positions and tokens (1-D tensors, or named by ``no_decay`` or by any module's
+    ``no_weight_decay()``) get no weight decay (``wd_scale`` 0); ``lr_scale(name)`` multiplies a parameter's
+    learning rate (layer-wise decay in fine-tuning)."""
+    excluded = no_decay | gather_no_weight_decay(model)
     groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        decays = not (param.ndim <= 1 or name in no_decay)
+        decays = not (param.ndim <= 1 or name in excluded)
         scale = 1.0 if lr_scale is None else float(lr_scale(name))
         groups.setdefault((decays, scale), []).append(param)
     return [
-        {"params": params, "weight_decay": weight_decay if decays else 0.0, "lr": lr * scale}
+        {"params": params, "wd_scale": 1.0 if decays else 0.0, "lr_scale": scale}
         for (decays, scale), params in sorted(groups.items(), key=lambda item: (not item[0][0], -item[0][1]))
     ]
+
+
+def complete_groups(model: nn.Module, groups: list[dict[str, Any]], owner: str) -> list[dict[str, Any]]:
+    """A plugin's own groups with default scales, after checking every trainable parameter is in exactly one."""
+    seen: dict[int, int] = {}
+    for group in groups:
+        for param in group["params"]:
+            seen[id(param)] = seen.get(id(param), 0) + 1
+    names = {id(p): n for n, p in model.named_parameters()}
+    twice = [names.get(k, "?") for k, count in seen.items() if count > 1]
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in seen]
+    if twice or missing:
+        problem = f"parameter {twice[0]!r} is in two groups" if twice else f"trainable {missing[0]!r} is in no group"
+        raise UserError(f"{owner}.param_groups(): {problem}; list every trainable parameter exactly once")
+    return [{"lr_scale": 1.0, "wd_scale": 1.0, **group, "params": list(group["params"])} for group in groups]
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -83,16 +109,42 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def cosine_value(step: int, total: int, start: float, end: float) -> float:
+    """Cosine from ``start`` at step 0 to ``end`` at the last step (DINO's and V-JEPA's weight-decay schedule)."""
+    progress = min(1.0, step / max(1, total - 1))
+    return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def scheduled(config: PretrainConfig, step: int) -> tuple[float, float]:
+    """The learning rate and weight decay of step ``step`` (before group scales): a pure function of the step."""
+    warmup = int(config.warmup_fraction * config.steps)
+    lr = config.effective_lr * lr_factor(step, config.steps, warmup, config.min_lr_ratio)
+    if config.weight_decay_end is None:
+        return lr, config.weight_decay
+    return lr, cosine_value(step, config.steps, config.weight_decay, config.weight_decay_end)
+
+
 def step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
 
 
+def apply_schedule(optimizer: torch.optim.Optimizer, config: PretrainConfig, step: int) -> tuple[float, float]:
+    """Set every group's lr and weight decay for step ``step`` from the schedules and the group's scales."""
+    lr, weight_decay = scheduled(config, step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+        group["weight_decay"] = weight_decay * group.get("wd_scale", 1.0)
+    return lr, weight_decay
+
+
 @dataclass
 class TrainLoop:
-    """Optimises ``model`` with ``step_fn`` for ``config.steps`` steps, checkpointing into ``folder``.
+    """Optimises ``model`` with ``step_fn(batch, state)`` for ``config.steps`` steps, checkpointing into ``folder``.
 
-    ``make_meta(step, complete)`` builds the checkpoint metadata; ``after_step(step, total)`` runs after each
-    optimiser step (EMA, schedules); ``batches(start_step)`` yields batches from a given step on.
+    ``make_meta(step, complete)`` builds the checkpoint metadata; ``before_optimizer_step(state, optimizer)`` runs
+    between backward (and clipping) and the optimiser step; ``after_step(state)`` after it (EMA, schedules);
+    ``batches(start_step)`` yields batches from a given step on; ``steps_per_epoch`` is the loader's, so
+    ``TrainState.epoch`` counts real passes over the data. ``groups`` replaces the default decay / no-decay groups.
 
     Model selection (fine-tuning): with ``validate`` (a score, higher is better, computed with the model in eval
     mode) the loop scores the model every ``validate_every`` steps and after the last step, keeps the weights of
@@ -101,11 +153,14 @@ class TrainLoop:
     """
 
     model: nn.Module
-    step_fn: Callable[[Any], LossOutput]
+    step_fn: Callable[[Any, TrainState], LossOutput]
     config: PretrainConfig
     folder: Path
     make_meta: Callable[[int, bool], ckpt.CheckpointMeta]
-    after_step: Callable[[int, int], None] | None = None
+    after_step: Callable[[TrainState], None] | None = None
+    before_optimizer_step: Callable[[TrainState, torch.optim.Optimizer], None] | None = None
+    steps_per_epoch: int = 1
+    groups: list[dict[str, Any]] | None = None
     no_decay: frozenset[str] = frozenset()
     sink: MetricSink | None = None
     description: str = "train"
@@ -122,14 +177,10 @@ class TrainLoop:
         cfg = self.config
         device = resolve_device(cfg.device)
         self.model.to(device)
-        groups = param_groups(self.model, cfg.weight_decay, set(self.no_decay), cfg.effective_lr, self.lr_scale)
-        optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr, betas=cfg.betas)
+        groups = self.groups or param_groups(self.model, set(self.no_decay), self.lr_scale)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
         start = 0 if self.validate is not None else self._resume(optimizer, device)
         best_state: dict[str, torch.Tensor] | None = None
-        warmup = int(cfg.warmup_fraction * cfg.steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_factor(s, cfg.steps, warmup, cfg.min_lr_ratio), last_epoch=start - 1
-        )
         last = cfg.steps if self.stop_after is None else min(cfg.steps, self.stop_after)
         self.model.train()
         pending: dict[str, list[float]] = {}
@@ -138,22 +189,24 @@ class TrainLoop:
         with progress_bar() as progress:
             task = progress.add_task(self.description, total=cfg.steps, completed=start, info="")
             for step in range(start, last):
+                state = TrainState.at(step, self.steps_per_epoch, cfg.steps)
                 torch.manual_seed(step_seed(cfg.seed, step))
                 batch = next(iterator)
                 batch = batch.to(device) if hasattr(batch, "to") else batch
                 with autocast(device, cfg.amp):
-                    out = self.step_fn(batch)
+                    out = self.step_fn(batch, state)
                 self._check_finite(out, step)
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
                 terms = {"loss": float(out.loss.detach()), **{k: float(v) for k, v in out.terms.items()}}
                 if cfg.grad_clip > 0:
                     terms["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
-                terms["lr"] = optimizer.param_groups[0]["lr"]
+                if self.before_optimizer_step is not None:
+                    self.before_optimizer_step(state, optimizer)
+                terms["lr"], terms["weight_decay"] = apply_schedule(optimizer, cfg, step)
                 optimizer.step()
-                scheduler.step()
                 if self.after_step is not None:
-                    self.after_step(step + 1, cfg.steps)
+                    self.after_step(state)
                 for key, value in terms.items():
                     pending.setdefault(key, []).append(value)
                 if (step + 1) % cfg.log_every == 0 or step + 1 == last:

@@ -257,16 +257,16 @@ def test_masked_pixels_do_not_reach_the_encoder() -> None:
 def test_features_shapes_determinism_and_pooling() -> None:
     mean_model = tiny_vit(drop_path=0.2).eval()
     x = clip()
-    emb = mean_model.features(x)
+    emb = mean_model.forward_features(x)
     assert emb.pooled.shape == (2, 32) and emb.tokens.shape == (2, 2, 4, 4, 32)
     torch.testing.assert_close(emb.pooled, emb.tokens.mean(dim=(1, 2, 3)))
     torch.testing.assert_close(emb.tokens.reshape(2, N, 32), mean_model(x))
-    again = mean_model.features(x)
+    again = mean_model.forward_features(x)
     assert torch.equal(again.pooled, emb.pooled) and torch.equal(again.tokens, emb.tokens)
 
     cls_model = tiny_vit(cls_token=True).eval()
     out = cls_model(x)
-    cls_emb = cls_model.features(x)
+    cls_emb = cls_model.forward_features(x)
     torch.testing.assert_close(cls_emb.pooled, out[:, 0])
     torch.testing.assert_close(cls_emb.tokens.reshape(2, N, 32), out[:, 1:])
 

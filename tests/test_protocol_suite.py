@@ -107,38 +107,32 @@ def test_any_and_mean_aggregation_on_a_hand_made_example() -> None:
 
 
 def test_layer_wise_lr_decay_scales() -> None:
-    scale = layer_lr_scale(depth=2, decay=0.5, head_scale=10.0)
+    encoder = VideoViT(embed_dim=16, depth=2, num_heads=2, img_size=16, frames=2, patch=8, tubelet=2, cls_token=True)
+    scale = layer_lr_scale(encoder, decay=0.5, head_scale=10.0)
     assert scale("head.module.weight") == 10.0
-    assert scale("method.encoder.norm.weight") == 1.0
-    assert scale("method.encoder.blocks.1.attn.qkv.weight") == 0.5
-    assert scale("method.encoder.blocks.0.mlp.fc1.weight") == 0.25
-    assert scale("method.encoder.patch_embed.weight") == 0.125
-    assert layer_lr_scale(2, 1.0, 3.0)("method.encoder.patch_embed.weight") == 1.0
-
-
-class _Holder(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoder = VideoViT(
-            embed_dim=16, depth=4, num_heads=2, img_size=16, frames=2, patch=8, tubelet=2, cls_token=True
-        )
+    assert scale("encoder.norm.weight") == 1.0
+    assert scale("encoder.blocks.1.attn.qkv.weight") == 0.5
+    assert scale("encoder.blocks.0.mlp.fc1.weight") == 0.25
+    assert scale("encoder.patch_embed.weight") == 0.125
+    assert scale("encoder.cls_token") == 0.125
+    assert layer_lr_scale(encoder, 1.0, 3.0)("encoder.patch_embed.weight") == 1.0
 
 
 def test_partial_unfreezing_trains_only_the_last_blocks_and_norm() -> None:
-    holder = _Holder()
-    set_trainable(holder, 2)  # type: ignore[arg-type]
+    encoder = VideoViT(embed_dim=16, depth=4, num_heads=2, img_size=16, frames=2, patch=8, tubelet=2, cls_token=True)
+    set_trainable(encoder, 2)
     trainable = {
-        n.split(".")[1] + ("." + n.split(".")[2] if n.split(".")[1] == "blocks" else "")
-        for n, p in holder.named_parameters()
+        n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("blocks") else "")
+        for n, p in encoder.named_parameters()
         if p.requires_grad
     }
     assert trainable == {"blocks.2", "blocks.3", "norm"}
-    set_trainable(holder, -1)  # type: ignore[arg-type]
-    assert all(p.requires_grad for p in holder.encoder.parameters())
-    set_trainable(holder, 0)  # type: ignore[arg-type]
-    assert not any(p.requires_grad for p in holder.parameters())
+    set_trainable(encoder, -1)
+    assert all(p.requires_grad for p in encoder.parameters())
+    set_trainable(encoder, 0)
+    assert not any(p.requires_grad for p in encoder.parameters())
     with pytest.raises(UserError, match="cannot unfreeze 5 blocks"):
-        set_trainable(holder, 5)  # type: ignore[arg-type]
+        set_trainable(encoder, 5)
 
 
 def test_train_loop_keeps_the_weights_of_the_best_validation_step(tmp_path: Path) -> None:
@@ -146,7 +140,7 @@ def test_train_loop_keeps_the_weights_of_the_best_validation_step(tmp_path: Path
     scores = iter([0.1, 0.7, 0.3, 0.7])  # validated at steps 2, 4, 6, 8; ties keep the earlier step
     weights_at: dict[int, float] = {}
 
-    def step(batch: torch.Tensor) -> LossOutput:
+    def step(batch: torch.Tensor, state: object) -> LossOutput:
         return LossOutput(loss=(model(batch) - 3.0).square().mean())
 
     def validate() -> float:

@@ -4,7 +4,7 @@ import re
 import types
 from pathlib import Path
 
-from echobench.validate import validate
+from echobench.validate import CHECKS, validate
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -20,7 +20,7 @@ def readme_plugin_module() -> types.ModuleType:
 def test_readme_plugin_passes_validate_plugin():
     module = readme_plugin_module()
     checks = validate(module.MyMethod)
-    assert [c.name for c in checks] == ["config", "construct", "pretrain_step", "encode", "checkpoint"]
+    assert [c.name for c in checks] == list(CHECKS)
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
 
 
@@ -28,8 +28,8 @@ def test_validator_catches_a_broken_plugin():
     module = readme_plugin_module()
 
     class NoGradient(module.MyMethod):
-        def pretrain_step(self, batch):
-            out = super().pretrain_step(batch)
+        def pretrain_step(self, batch, state):
+            out = super().pretrain_step(batch, state)
             return type(out)(loss=out.loss.detach().requires_grad_(), terms=out.terms)
 
     checks = validate(NoGradient)

@@ -16,7 +16,7 @@ class Toy(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.2), nn.Linear(8, 1))
 
-    def step(self, batch):
+    def step(self, batch, state):
         x, y = batch
         loss = ((self.net(x).squeeze(-1) - y) ** 2).mean()
         return LossOutput(loss=loss, terms={"mse": float(loss.detach())})
@@ -84,8 +84,8 @@ def test_checkpoint_round_trip_and_wrong_method(tmp_path):
 def test_non_finite_loss_is_a_user_error(tmp_path):
     model = Toy()
 
-    def nan_step(batch):
-        return LossOutput(loss=model.step(batch).loss * float("nan"), terms={"bad": float("nan")})
+    def nan_step(batch, state):
+        return LossOutput(loss=model.step(batch, state).loss * float("nan"), terms={"bad": float("nan")})
 
     cfg = PretrainConfig(steps=3, amp="off", device="cpu")
     loop = TrainLoop(model=model, step_fn=nan_step, config=cfg, folder=tmp_path, make_meta=meta_for)

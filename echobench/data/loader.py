@@ -7,15 +7,16 @@ identical whatever ``num_workers`` is and a resumed run can replay any epoch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from echobench.api import ClipBatch, ClipSpec
+from echobench.api import ClipBatch, ClipSpec, SampleMeta
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.sampling import clip_indices
 from echobench.errors import UserError
@@ -24,11 +25,15 @@ _TRAIN_STARTS = ("random", "fixed", "ed_es")
 _EVAL_STARTS = ("fixed", "evenly", "all", "ed_es", "traced")
 
 
+Prepare = Callable[[torch.Tensor, np.ndarray, SampleMeta], dict[str, Any]]
+
+
 @dataclass
 class ClipSample:
     """One training item: ``views`` holds ``clips_per_video`` tensors ``(1, T, H, W)``; ``frame_indices`` ``(V, T)``.
 
-    ``ed_es`` is set only when the clip spec ``needs_ed_es``.
+    ``ed_es`` is set only when the clip spec ``needs_ed_es``; ``labels`` holds the spec's tasks' targets, ``extras``
+    what the method's ``prepare_sample`` returned.
     """
 
     views: list[torch.Tensor]
@@ -36,6 +41,9 @@ class ClipSample:
     fps: float
     video_id: str
     ed_es: tuple[int, int] | None
+    labels: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    norm: tuple[float, float] = (0.0, 1.0)
 
 
 class _CacheClips:
@@ -65,6 +73,7 @@ class _CacheClips:
         # (x / 255 - mean) / std == x * scale - shift: one multiply and one subtract on the float tensor.
         self.scale = 1.0 / (255.0 * std)
         self.shift = mean / std
+        self.norm = (float(mean), float(std))
 
     def _check_traced_frames(self) -> None:
         for video_id, (ed, es) in zip(self.video_ids, self.ed_es, strict=True):
@@ -78,26 +87,48 @@ class _CacheClips:
     def indices(self, row: int, rng: np.random.Generator | None, count: int = 1) -> np.ndarray:
         ed, es = self.ed_es[row]
         num_frames = self.cache.num_frames(self.video_ids[row])
-        return clip_indices(num_frames, self.spec, rng, ed_es=(int(ed), int(es)), count=count)
+        fps = float(self.fps[row])
+        return clip_indices(num_frames, self.spec, rng, ed_es=(int(ed), int(es)), count=count, fps=fps)
+
+    def raw(self, row: int, indices: np.ndarray) -> torch.Tensor:
+        """The uint8 frames ``(V, T, H, W)`` for index rows ``(V, T)``."""
+        frames = self.cache.video(self.video_ids[row])[indices.reshape(-1)]
+        return torch.from_numpy(np.ascontiguousarray(frames)).view(len(indices), self.spec.frames, *frames.shape[1:])
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """Normalised clips ``(V, 1, T, H, W)`` float32 from uint8 frames ``(V, T, H, W)``."""
+        return raw.to(torch.float32).mul_(self.scale).sub_(self.shift).unsqueeze(1)
 
     def clips(self, row: int, indices: np.ndarray) -> torch.Tensor:
         """Normalised clips ``(len(indices), 1, T, H, W)`` float32 for index rows ``(V, T)``."""
-        frames = self.cache.video(self.video_ids[row])[indices.reshape(-1)]
-        clips = torch.from_numpy(frames).to(torch.float32).mul_(self.scale).sub_(self.shift)
-        return clips.view(len(indices), 1, self.spec.frames, self.spec.size, self.spec.size)
+        return self.normalise(self.raw(row, indices))
 
 
 class ClipDataset(Dataset[ClipSample]):
-    """Training clips: per video, ``spec.clips_per_video`` clips with independent random starts (or the ED→ES clip,
-    or the fixed-start clip, repeated ``clips_per_video`` times)."""
+    """Training clips: per video, ``spec.clips_per_video`` clips with distinct random starts (or the ED→ES clip,
+    or the fixed-start clip, repeated ``clips_per_video`` times).
+
+    ``labels`` maps task names to per-row targets (the clip spec's ``tasks``); ``prepare`` is a method's
+    ``prepare_sample``, run here, i.e. in the DataLoader workers, on the raw uint8 frames.
+    """
 
     def __init__(
-        self, cache: DecodeCache, table: pd.DataFrame, spec: ClipSpec, mean: float, std: float, seed: int
+        self,
+        cache: DecodeCache,
+        table: pd.DataFrame,
+        spec: ClipSpec,
+        mean: float,
+        std: float,
+        seed: int,
+        labels: dict[str, np.ndarray] | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         if spec.start not in _TRAIN_STARTS:
             raise ValueError(f"training clips use start in {_TRAIN_STARTS}, not {spec.start!r}; see EvalClipDataset")
         self._clips = _CacheClips(cache, table, spec, mean, std)
         self.spec, self.seed, self.epoch = spec, seed, 0
+        self.labels = labels or {}
+        self.prepare = prepare
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws (starts and order) items use."""
@@ -113,13 +144,23 @@ class ClipDataset(Dataset[ClipSample]):
             indices = clips.indices(i, rng, count=spec.clips_per_video)
         else:
             indices = np.repeat(clips.indices(i, None), spec.clips_per_video, axis=0)
-        ed, es = clips.ed_es[i]
+        ed, es = (int(v) for v in clips.ed_es[i])
+        raw = clips.raw(i, indices)
+        views = list(clips.normalise(raw))
+        extras: dict[str, Any] = {}
+        if self.prepare is not None:
+            seed = int(np.random.SeedSequence([self.seed, self.epoch, i, 1]).generate_state(1)[0])
+            meta = SampleMeta(video_id=clips.video_ids[i], fps=float(clips.fps[i]), ed_es=(ed, es), seed=seed)
+            extras = self.prepare(raw, indices, meta)
         return ClipSample(
-            views=list(clips.clips(i, indices)),
+            views=views,
             frame_indices=indices,
             fps=float(clips.fps[i]),
             video_id=clips.video_ids[i],
-            ed_es=(int(ed), int(es)) if spec.needs_ed_es else None,
+            ed_es=(ed, es) if spec.needs_ed_es else None,
+            labels={task: values[i] for task, values in self.labels.items()},
+            extras=extras,
+            norm=clips.norm,
         )
 
 
@@ -133,6 +174,9 @@ def collate_clips(samples: list[ClipSample]) -> ClipBatch:
         fps=torch.tensor([s.fps for s in samples], dtype=torch.float32),
         video_ids=[s.video_id for s in samples],
         ed_es=ed_es,
+        labels={task: torch.as_tensor(np.stack([s.labels[task] for s in samples])) for task in samples[0].labels},
+        extras={key: torch.stack([torch.as_tensor(s.extras[key]) for s in samples]) for key in samples[0].extras},
+        norm=samples[0].norm,
     )
 
 

@@ -18,31 +18,52 @@ from echobench.api import ClipSpec
 from echobench.errors import UserError
 
 
-def clip_starts(num_frames: int, spec: ClipSpec, rng: np.random.Generator | None = None, count: int = 1) -> np.ndarray:
+def clip_starts(
+    num_frames: int,
+    spec: ClipSpec,
+    rng: np.random.Generator | None = None,
+    count: int = 1,
+    fps: float | None = None,
+) -> np.ndarray:
     """Start frames of the clips of one video (not used by ``ed_es``, whose clips are not strided, nor ``traced``).
 
-    - ``random``: ``count`` starts drawn uniformly from ``[0, max(0, n - span)]``.
+    ``span`` is ``spec.span``, or for a time-based spec (``spec.seconds``) the frames ``seconds`` cover at the
+    video's ``fps``.
+
+    - ``random``: ``count`` starts drawn uniformly from ``[0, max(0, n - span)]``, distinct (drawn without
+      replacement) whenever the video has that many starts.
     - ``fixed``: ``spec.start_frame``, moved back to ``n - span`` when the clip would run past the end (so a long
       enough video always gives a clip of distinct frames).
     - ``evenly``: ``spec.num_clips`` starts ``round(linspace(0, max(0, n - span), num_clips))``.
     - ``all``: ``0, frames * stride, 2 * frames * stride, …`` while ``start + span <= n``; at least ``[0]``.
-      The spacing ``frames * stride`` makes consecutive clips tile the video on one stride lattice.
+      The spacing ``frames * stride`` makes consecutive clips tile the video on one stride lattice (for a
+      time-based spec, ``round(seconds · fps)``: consecutive windows of ``seconds``).
     """
-    last_start = max(0, num_frames - spec.span)
+    span = spec.span if spec.seconds is None else spec.span_at(_fps(fps))
+    last_start = max(0, num_frames - span)
     match spec.start:
         case "random":
             if rng is None:
                 raise ValueError("random clip starts need a numpy Generator")
+            if 1 < count <= last_start + 1:
+                return rng.choice(last_start + 1, size=count, replace=False).astype(np.int64)
             return rng.integers(0, last_start + 1, size=count, dtype=np.int64)
         case "fixed":
             return np.array([min(spec.start_frame, last_start)], dtype=np.int64)
         case "evenly":
             return np.rint(np.linspace(0, last_start, spec.num_clips)).astype(np.int64)
         case "all":
-            starts = np.arange(0, num_frames - spec.span + 1, spec.frames * spec.stride, dtype=np.int64)
+            spacing = spec.frames * spec.stride if spec.seconds is None else max(1, round(spec.seconds * _fps(fps)))
+            starts = np.arange(0, num_frames - span + 1, spacing, dtype=np.int64)
             return starts if len(starts) else np.zeros(1, dtype=np.int64)
         case _:
             raise ValueError(f"clip_starts does not handle start mode {spec.start!r}")
+
+
+def _fps(fps: float | None) -> float:
+    if fps is None or not fps > 0:
+        raise UserError(f"time-based clips need each video's frame rate, got fps={fps}; fix the dataset's FPS column")
+    return float(fps)
 
 
 def traced_start(num_frames: int, frame: int, spec: ClipSpec) -> int:
@@ -84,12 +105,14 @@ def clip_indices(
     rng: np.random.Generator | None = None,
     ed_es: tuple[int, int] | None = None,
     count: int = 1,
+    fps: float | None = None,
 ) -> np.ndarray:
     """Source frame indices ``(num_clips, spec.frames)`` int64 of one video's clips (see :func:`clip_starts`).
 
     ``ed_es`` mode: one clip of ``spec.frames`` indices ``round(linspace(ed, es, frames))`` (ED first, so the clip
     always shows contraction); raises :class:`UserError` when ED/ES are unknown (-1 or None).
     ``traced`` mode: the ED clip then the ES clip (:func:`traced_start`); no clip when ED/ES are unknown.
+    ``fps`` is needed by time-based specs (``spec.seconds``), whose clip frames sit at :meth:`ClipSpec.offsets`.
     """
     if num_frames < 1:
         raise ValueError(f"a video needs at least one frame, got {num_frames}")
@@ -106,6 +129,6 @@ def clip_indices(
             return np.zeros((0, spec.frames), dtype=np.int64)
         starts = np.array([traced_start(num_frames, frame, spec) for frame in ed_es], dtype=np.int64)
     else:
-        starts = clip_starts(num_frames, spec, rng, count)
-    indices = starts[:, None] + np.arange(spec.frames, dtype=np.int64) * spec.stride
-    return np.minimum(indices, num_frames - 1)
+        starts = clip_starts(num_frames, spec, rng, count, fps)
+    offsets = spec.offsets(_fps(fps)) if spec.seconds is not None else spec.offsets(0.0)
+    return np.minimum(starts[:, None] + offsets, num_frames - 1)

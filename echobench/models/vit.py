@@ -20,7 +20,7 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from echobench.api import Embedding, MethodConfig, VideoEncoder
+from echobench.api import Embedding, MethodConfig
 from echobench.errors import UserError
 from echobench.models.masking import gather_tokens
 from echobench.models.pos_embed import sincos_1d, sincos_3d
@@ -63,8 +63,8 @@ def init_vit_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-class VideoViT(VideoEncoder):
-    """Video Vision Transformer shared by every method plugin."""
+class VideoViT(nn.Module):
+    """Video Vision Transformer shared by every method plugin; satisfies :class:`echobench.api.VideoEncoder`."""
 
     pos_fixed: torch.Tensor
 
@@ -180,12 +180,21 @@ class VideoViT(VideoEncoder):
             tokens = gather_tokens(tokens, mask, keep=False)
         return self.forward_tokens(tokens)
 
-    def features(self, x: torch.Tensor) -> Embedding:
+    def forward_features(self, x: torch.Tensor) -> Embedding:
         """Downstream features: CLS (or mean of patch tokens) and the token grid ``(B, T', H', W', D)``."""
         out = self.forward(x)
         patches = out[:, self.num_prefix :]
         pooled = out[:, 0] if self.cls_token is not None else patches.mean(dim=1)
         return Embedding(pooled=pooled, tokens=patches.reshape(x.shape[0], *self.grid, self.embed_dim))
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's layer grouping for layer-wise lr decay: the stem (patch embedding, positions, CLS) is layer 0,
+        block ``i`` layer ``i + 1``, the final norm a layer of its own above the last block (BEiT's convention; the
+        ordinal is not timm's 99999, which would merge the norm into the last block)."""
+        return {
+            "stem": r"^cls_token|^pos_spatial|^pos_temporal|^patch_embed",
+            "blocks": r"^blocks\.(\d+)" if coarse else [(r"^blocks\.(\d+)", None), (r"^norm", (1_000_000,))],
+        }
 
     def freeze_first(self, k: int) -> None:
         """Stop gradients to the patch embedding, learned positions and the first ``k`` blocks.

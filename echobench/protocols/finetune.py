@@ -1,11 +1,15 @@
 """Partial and full fine-tuning through the harness's one training loop (:class:`echobench.train.TrainLoop`).
 
-A copy of the pretrained method is fine-tuned together with a task head (:class:`TaskHead`: linear on the pooled
-feature, or attentive / STFF / max-pool on the token grid). ``unfreeze`` chooses what trains besides the head:
-``-1`` the whole encoder (``finetune-full``), ``k`` its last ``k`` blocks and its final norm (``finetune-partial``,
-k = 3 as in DISCOVER), 0 nothing (a head on a frozen encoder, trained on random clips). ``layer_decay`` < 1 gives
-block ``i`` of ``L`` the learning rate ``lr · layer_decay^(L − i)`` and the patch embedding ``lr ·
-layer_decay^(L + 1)`` (BEiT/MAE layer-wise decay); the head always gets ``lr``.
+A copy of the pretrained method's downstream encoder (never the whole method: teachers, decoders and heads of
+pretraining stay behind) is fine-tuned together with a task head (:class:`TaskHead`: linear on the pooled
+feature, or attentive / STFF / max-pool on the token grid) through the encoder's differentiable
+``forward_features`` (the :class:`echobench.api.VideoEncoder` contract). ``unfreeze`` chooses what trains besides
+the head: ``-1`` the whole encoder (``finetune-full``), ``k`` its last ``k`` blocks and its final norm
+(``finetune-partial``, k = 3 as in DISCOVER), 0 nothing (a head on a frozen encoder, trained on random clips).
+``layer_decay`` < 1 gives layer ``i`` of the encoder's ``L`` layers (as its ``group_matcher`` groups them, timm's
+convention: stem, blocks, final norm) the learning rate ``lr · layer_decay^(L − 1 − i)`` (BEiT/MAE layer-wise
+decay); the head gets ``lr · head_lr_scale``. After the first step the loop checks that gradients reached the
+unfrozen encoder parameters.
 
 Training clips start at random frames (the method's clip geometry); every ``eval_every`` steps the model scores
 the validation videos with the protocol's evaluation clips (aggregated per video) by the task's primary metric,
@@ -25,13 +29,15 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from timm.models import group_parameters
 from torch import nn
 from torch.utils.data import DataLoader
 
 from echobench import checkpoint as ckpt
-from echobench.api import ClipBatch, ClipSpec, LossOutput, Method
+from echobench.api import ClipBatch, ClipSpec, LossOutput, TrainState, VideoEncoder
 from echobench.config import PretrainConfig, stable_hash
 from echobench.context import ProtocolContext
+from echobench.contract import require_encoder
 from echobench.data.loader import ClipDataset, EvalClipDataset, collate_eval, step_batches
 from echobench.data.tasks import Task
 from echobench.errors import UserError
@@ -89,22 +95,21 @@ class FinetuneConfig:
 
 
 class FinetuneModel(nn.Module):
-    """The method (whose ``encode`` gives pooled features and tokens) plus a task head."""
+    """The downstream encoder (``forward_features`` gives pooled features and tokens) plus a task head."""
 
-    def __init__(self, method: Method, head: TaskHead) -> None:
+    def __init__(self, encoder: nn.Module, head: TaskHead) -> None:
         super().__init__()
-        self.method, self.head = method, head
+        self.encoder, self.head = encoder, head
 
     def forward(self, clips: torch.Tensor, frame_times: torch.Tensor | None) -> torch.Tensor:
-        embedding = self.method.encode(clips)
+        embedding = self.encoder.forward_features(clips)
         tokens = embedding.tokens if self.head.needs_tokens else None
         return self.head(embedding.pooled.float(), None if tokens is None else tokens.float(), frame_times)
 
 
-def set_trainable(method: Method, unfreeze: int) -> None:
-    """Freeze the method, then unfreeze the encoder (``-1``) or its last ``unfreeze`` blocks and final norm."""
-    method.requires_grad_(False)
-    encoder = method.encoder
+def set_trainable(encoder: nn.Module, unfreeze: int) -> None:
+    """Freeze the encoder, then unfreeze all of it (``-1``) or its last ``unfreeze`` blocks and final norm."""
+    encoder.requires_grad_(False)
     depth = len(encoder.blocks)
     if unfreeze == -1:
         encoder.requires_grad_(True)
@@ -120,24 +125,37 @@ def set_trainable(method: Method, unfreeze: int) -> None:
         norm.requires_grad_(True)
 
 
-def layer_lr_scale(depth: int, decay: float, head_scale: float) -> Any:
+def layer_lr_scale(encoder: VideoEncoder, decay: float, head_scale: float) -> Any:
     """``name -> lr multiplier`` for parameters of a :class:`FinetuneModel` (see the module docstring)."""
+    layers = group_parameters(encoder, encoder.group_matcher(coarse=False))
+    num_layers = len(layers)
+    layer_of = {name: rank for rank, names in enumerate(layers.values()) for name in names}
 
     def scale(name: str) -> float:
         if name.startswith("head."):
             return head_scale
         if decay == 1.0:
             return 1.0
-        parts = name.split(".")
-        if "blocks" in parts:
-            layer = int(parts[parts.index("blocks") + 1]) + 1
-        elif any(p in ("norm", "fc_norm") for p in parts):
-            layer = depth + 1
-        else:
-            layer = 0
-        return decay ** (depth + 1 - layer)
+        return decay ** (num_layers - 1 - layer_of.get(name.removeprefix("encoder."), num_layers - 1))
 
     return scale
+
+
+def gradient_check(encoder: nn.Module, plugin: str) -> Any:
+    """A ``before_optimizer_step`` hook that, at the first step, fails unless some unfrozen encoder parameter got a
+    gradient (an encoder whose ``forward_features`` runs under ``no_grad`` would otherwise train nothing)."""
+
+    def check(state: TrainState, optimizer: torch.optim.Optimizer) -> None:
+        if state.step > 0:
+            return
+        trainable = [p for p in encoder.parameters() if p.requires_grad]
+        if trainable and not any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in trainable):
+            raise UserError(
+                f"fine-tuning {plugin!r}: no gradient reached the unfrozen encoder blocks; its encoder's "
+                "forward_features must be differentiable (no torch.no_grad, no detach)"
+            )
+
+    return check
 
 
 def run_finetune_family(ctx: ProtocolContext) -> ProtocolResult:
@@ -154,22 +172,23 @@ def run_finetune_family(ctx: ProtocolContext) -> ProtocolResult:
             f"fine-tuning: {len(train_table)} labelled training videos, fewer than one batch of {cfg.batch_size}; "
             "lower protocol.batch_size"
         )
-    method = copy.deepcopy(ctx.pretrained.method)
-    encoder = method.encoder
+    encoder = copy.deepcopy(require_encoder(ctx.pretrained.method))
     outputs = len(task.classes) if task.is_classification else 1
     torch.manual_seed(cfg.seed)
     head = TaskHead(cfg.head, encoder.embed_dim, outputs, encoder.grid)
-    set_trainable(method, cfg.unfreeze)
-    model = FinetuneModel(method, head)
+    set_trainable(encoder, cfg.unfreeze)
+    model = FinetuneModel(encoder, head)
     target_mean, target_std = _target_scaling(task, train_targets)
     targets_by_video = dict(zip(train_table["video_id"], train_targets, strict=True))
     mean, std = ctx.norm
-    train_spec = ClipSpec(frames=ctx.eval_spec.frames, stride=ctx.eval_spec.stride, size=ctx.eval_spec.size)
+    train_spec = ClipSpec(
+        frames=ctx.eval_spec.frames, stride=ctx.eval_spec.stride, size=ctx.eval_spec.size, seconds=ctx.eval_spec.seconds
+    )
     clips = ClipDataset(ctx.cache, train_table, train_spec, mean, std, cfg.seed)
     device = resolve_device("auto")
     tubelet_tokens = encoder.grid[0]
 
-    def step(batch: ClipBatch) -> LossOutput:
+    def step(batch: ClipBatch, state: TrainState) -> LossOutput:
         y = np.array([targets_by_video[v] for v in batch.video_ids])
         times = torch.from_numpy(token_frame_times(batch.frame_indices[:, 0].numpy(), tubelet_tokens)).to(
             batch.clips.device
@@ -205,6 +224,7 @@ def run_finetune_family(ctx: ProtocolContext) -> ProtocolResult:
         return signed if np.isfinite(signed) else float("-inf")
 
     key = stable_hash(
+        "encoder-only",
         asdict(cfg),
         task.name,
         task.version,
@@ -217,7 +237,7 @@ def run_finetune_family(ctx: ProtocolContext) -> ProtocolResult:
     folder = ctx.pretrained.folder / "finetune" / key
     meta = ckpt.read_meta(folder)
     if meta is None or not meta.complete:
-        loop = _loop(model, step, validate, cfg, folder, ctx, len(encoder.blocks))
+        loop = _loop(model, step, validate, cfg, folder, ctx)
         loop.run(lambda start: _batches(clips, cfg, start))
     meta = ckpt.load_model(folder, model, method=ctx.pretrained.method.name)
     best_step = int(meta.extra["best_step"])
@@ -255,7 +275,6 @@ def _loop(
     cfg: FinetuneConfig,
     folder: Any,
     ctx: ProtocolContext,
-    depth: int,
 ) -> TrainLoop:
     train_config = PretrainConfig(
         steps=cfg.steps,
@@ -291,8 +310,6 @@ def _loop(
             },
         )
 
-    no_decay = {f"method.encoder.{n}" for n in model.method.encoder.no_weight_decay()}
-    no_decay |= {f"head.{n}" for n in model.head.no_weight_decay()}
     loops.append(
         TrainLoop(
             model=model,
@@ -300,9 +317,9 @@ def _loop(
             config=train_config,
             folder=folder,
             make_meta=make_meta,
-            no_decay=frozenset(no_decay),
+            before_optimizer_step=gradient_check(model.encoder, method.name),
             description=f"fine-tune {method.name}",
-            lr_scale=layer_lr_scale(depth, cfg.layer_decay, cfg.head_lr_scale),
+            lr_scale=layer_lr_scale(model.encoder, cfg.layer_decay, cfg.head_lr_scale),
             validate=validate,
             validate_every=cfg.eval_every,
         )

@@ -28,4 +28,4 @@ class RandomInit(FrozenMethod):
         self.encoder = VideoViT.from_config(config, pos=config.pos)
 
     def encode(self, clips: torch.Tensor) -> Embedding:
-        return self.encoder.features(clips)
+        return self.encoder.forward_features(clips)

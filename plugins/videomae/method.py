@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig
+from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, TrainState
 from echobench.models.decoder import MAEDecoder
 from echobench.models.masking import gather_tokens, tube_mask
 from echobench.models.patches import normalized_pixel_targets, patchify
@@ -58,7 +58,7 @@ class VideoMAE(Method):
             out_dim=config.tubelet * config.patch * config.patch * config.in_chans,
         )
 
-    def pretrain_step(self, batch: ClipBatch) -> LossOutput:
+    def pretrain_step(self, batch: ClipBatch, state: TrainState) -> LossOutput:
         clips = batch.clips
         cfg = self.config
         # The harness seeds the global RNG per step; deriving the mask generator from it keeps resume exact.
@@ -74,4 +74,4 @@ class VideoMAE(Method):
         return LossOutput(loss=loss, terms={"mse_masked": float(loss.detach())})
 
     def encode(self, clips: torch.Tensor) -> Embedding:
-        return self.encoder.features(clips)
+        return self.encoder.forward_features(clips)
