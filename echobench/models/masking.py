@@ -130,3 +130,66 @@ def gather_tokens(tokens: torch.Tensor, mask: torch.Tensor, keep: bool = False) 
 def gather_by_index(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Tokens ``(B, N, D)`` at integer positions ``index`` ``(B, n)`` → ``(B, n, D)``, in ``index`` order."""
     return tokens.gather(1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+def _block_union(
+    batch: int,
+    grid: Grid,
+    generator: torch.Generator,
+    scales: tuple[float, ...],
+    counts: tuple[int, ...],
+    aspect: tuple[float, float],
+) -> torch.Tensor:
+    """Union of the multiblock rectangles per sample as a spatial mask ``(B, H'·W')`` (before any trimming)."""
+    _, h, w = grid
+    area = torch.tensor([int(s * h * w) for s, c in zip(scales, counts, strict=True) for _ in range(c)])
+    device = generator.device
+    ratio = aspect[0] + (aspect[1] - aspect[0]) * torch.rand(batch, len(area), generator=generator, device=device)
+    area = area.to(device)
+    heights = (area * ratio).sqrt().round().long().clamp(1, h)
+    widths = (area / ratio).sqrt().round().long().clamp(1, w)
+    tops = (torch.rand(batch, len(area), generator=generator, device=device) * (h - heights + 1)).long()
+    lefts = (torch.rand(batch, len(area), generator=generator, device=device) * (w - widths + 1)).long()
+    rows = torch.arange(h, device=device)
+    cols = torch.arange(w, device=device)
+    in_rows = (rows >= tops[..., None]) & (rows < (tops + heights)[..., None])
+    in_cols = (cols >= lefts[..., None]) & (cols < (lefts + widths)[..., None])
+    blocks = in_rows[..., :, None] & in_cols[..., None, :]
+    return blocks.any(dim=1).reshape(batch, h * w)
+
+
+def multiblock_mask(
+    batch: int,
+    grid: Grid,
+    generator: torch.Generator,
+    scales: tuple[float, ...] = (0.15, 0.7),
+    counts: tuple[int, ...] = (8, 2),
+    aspect: tuple[float, float] = (0.75, 1.5),
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """V-JEPA multiblock 3-D mask ``(B, N)``: True = target token to predict, the context is its complement.
+
+    ``counts[i]`` blocks of spatial area ``int(scales[i]·H'W')`` tokens; each block draws its aspect ratio
+    ``a`` uniformly from ``aspect`` (as V-JEPA's code), has height ``round(√(area·a))`` and width
+    ``round(√(area/a))`` clipped to the grid, a uniform position, and covers the same rectangle at every t'.
+    The target is the union of all blocks. V-JEPA draws one block size per batch and treats each (scale, count)
+    pair as its own mask; here every block draws its own ratio, and one call per pair gives V-JEPA's separate masks.
+
+    Equal row counts (V-JEPA's collator trims every sample to the batch minimum): let ``k`` be the smallest target
+    count in the batch, capped at ``N − 1`` so that every row keeps at least one context token; each row keeps
+    ``k`` of its target tokens, chosen uniformly at random, and returns the rest to the context.
+    """
+    if len(scales) != len(counts) or not scales:
+        raise UserError(f"multiblock scales {scales} and counts {counts} must pair up; give one count per scale")
+    if not all(0.0 < s <= 1.0 for s in scales) or not all(c >= 1 for c in counts):
+        raise UserError(f"multiblock scales must be in (0, 1] and counts >= 1, got {scales} and {counts}")
+    if not 0.0 < aspect[0] <= aspect[1]:
+        raise UserError(f"multiblock aspect range must satisfy 0 < min <= max, got {aspect}")
+    t, h, w = grid
+    n = t * h * w
+    target = _block_union(batch, grid, generator, scales, counts, aspect)
+    target = target[:, None, :].expand(batch, t, h * w).reshape(batch, n)
+    keep = min(int(target.sum(dim=1).min()), n - 1)
+    # Non-target tokens rank after every target token, so ranks below ``keep`` pick ``keep`` random targets.
+    noise = torch.rand(batch, n, generator=generator, device=generator.device).masked_fill(~target, 2.0)
+    return (noise.argsort(dim=1).argsort(dim=1) < keep).to(device)
