@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from echobench.config import ranged
+
 StartMode = Literal["random", "fixed", "evenly", "all", "ed_es", "traced"]
 
 
@@ -105,12 +107,12 @@ class MethodConfig:
     """
 
     model: str = "vit_small"
-    frames: int = 16
-    stride: int = 2
-    size: int = 112
-    patch: int = 16
-    tubelet: int = 2
-    in_chans: int = 1
+    frames: int = ranged(16, ge=1)
+    stride: int = ranged(2, ge=1)
+    size: int = ranged(112, ge=8)
+    patch: int = ranged(16, ge=1)
+    tubelet: int = ranged(2, ge=1)
+    in_chans: int = ranged(1, ge=1)
 
 
 class VideoEncoder(nn.Module):

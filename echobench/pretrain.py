@@ -22,6 +22,7 @@ from echobench.console import console
 from echobench.data.base import VideoDataset
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.loader import ClipDataset, step_batches
+from echobench.errors import UserError
 from echobench.paths import checkpoints_dir
 from echobench.train import TrainLoop
 
@@ -47,8 +48,14 @@ def checkpoint_hash(method: Method, pretrain: PretrainConfig, dataset: VideoData
 
 
 def build_method(method_cls: type[Method], config: Any, seed: int) -> Method:
+    """The plugin built from ``config``; a ``ValueError`` it raises on its config is a config error, not a crash."""
     torch.manual_seed(seed)
-    return method_cls(config)
+    try:
+        return method_cls(config)
+    except (ValueError, UserError) as exc:
+        raise UserError(
+            f"method config of {method_cls.name!r} rejected: {exc}; fix it with --set method.FIELD=VALUE"
+        ) from None
 
 
 def pretrain_data(
