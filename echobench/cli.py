@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +15,7 @@ import typer
 from rich.table import Table
 
 from echobench.console import console
-from echobench.errors import UserError
+from echobench.errors import Terminated, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -260,7 +262,12 @@ def _fmt(value: Any) -> str:
 
 
 def main() -> None:
-    """Console entry point: user mistakes are one line on stderr and exit code 2, never a traceback."""
+    """Console entry point: user mistakes are one line on stderr and exit code 2, never a traceback.
+
+    SIGTERM unwinds like Ctrl-C (MLflow runs end KILLED, locks are released); exit code 128 + signal number.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         app()
     except UserError as exc:
@@ -269,6 +276,16 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted; caches and checkpoints are consistent, run the same command again to resume")
         raise SystemExit(130) from None
+    except Terminated as exc:
+        console.print(f"{exc}; caches and checkpoints are consistent, run the same command again to resume")
+        raise SystemExit(128 + exc.signum) from None
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
 
 
 if __name__ == "__main__":

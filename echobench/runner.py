@@ -17,6 +17,7 @@ import pandas as pd
 from echobench import registry
 from echobench.api import ClipSpec, Method
 from echobench.atomic import atomic_path
+from echobench.checkpoint import read_meta
 from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_set, stable_hash, to_dict
 from echobench.console import console
 from echobench.context import ProtocolContext
@@ -24,7 +25,8 @@ from echobench.data.base import VideoDataset
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.tasks import Task, get_task
 from echobench.errors import UserError
-from echobench.pretrain import Pretrained, locate, normalisation, obtain
+from echobench.locks import exclusive
+from echobench.pretrain import Located, Pretrained, locate, normalisation, obtain
 from echobench.profiles import profile_overrides
 from echobench.protocols import Family, check_task, get_family
 from echobench.protocols.base import ProtocolResult
@@ -178,6 +180,25 @@ def pretrain_tracked(
     """Pretrain (or resume) inside an MLflow run; a reused finished checkpoint opens no run."""
     splits = tuple(data.pretrain_splits)
     located = locate(method_cls, method_config, pretrain, dataset, splits)
+    if located.meta is not None and located.meta.complete:
+        return obtain(located, pretrain, dataset, cache, splits)
+    with exclusive(located.folder, f"pretraining {method_cls.name} (checkpoint {located.checkpoint_hash})"):
+        # The winner of a race has finished the checkpoint this process waited for.
+        located = dataclasses.replace(located, meta=read_meta(located.folder))
+        return _pretrain_tracked(located, method_cls, method_config, pretrain, data, dataset, cache, profile)
+
+
+def _pretrain_tracked(
+    located: Located,
+    method_cls: type[Method],
+    method_config: Any,
+    pretrain: PretrainConfig,
+    data: DataConfig,
+    dataset: VideoDataset,
+    cache: DecodeCache,
+    profile: str,
+) -> Pretrained:
+    splits = tuple(data.pretrain_splits)
     if located.ready:
         return obtain(located, pretrain, dataset, cache, splits)
     params = {
