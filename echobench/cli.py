@@ -54,17 +54,38 @@ def run(
         int | None, typer.Option(help="Repeat training-dependent protocols with N seeds (mean and per-seed values)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Leave out videos with out-of-range labels or truncated files (counted under the table)"
+        ),
+    ] = False,
+    allow_patient_overlap: Annotated[
+        bool,
+        typer.Option("--allow-patient-overlap", help="Accept patients in several splits (flagged in the result)"),
+    ] = False,
 ) -> None:
     """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
     from echobench.results import json_safe
     from echobench.runner import execute, resolve
 
     resolved = resolve(
-        method, protocol, dataset=dataset, data_root=data_root, task=task, sets=set_, profile=profile, seeds=seeds
+        method,
+        protocol,
+        dataset=dataset,
+        data_root=data_root,
+        task=task,
+        sets=set_,
+        profile=profile,
+        seeds=seeds,
+        skip_bad=skip_bad,
+        allow_patient_overlap=allow_patient_overlap,
     )
     outcome = execute(resolved)
     summary = outcome.summary()
     console.print(_summary_table(summary) if summary["summary"] else _metrics_table(summary))
+    for note in outcome.notes:
+        console.print(note, highlight=False, soft_wrap=True)
     console.print(f"result: {outcome.result_path}")
     if as_json:
         sys.stdout.write(json.dumps(json_safe(summary)) + "\n")

@@ -22,6 +22,7 @@ from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_
 from echobench.console import console
 from echobench.context import ProtocolContext
 from echobench.data.base import VideoDataset
+from echobench.data.checks import RowChecks, check_rows, check_split_names, pretraining_overlap_warning
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.tasks import Task, get_task
 from echobench.errors import UserError
@@ -54,6 +55,9 @@ class Resolved:
     profile: str
     seeds: int = 1
     overrides: list[str] = field(default_factory=list)
+    skip_bad: bool = False
+    allow_patient_overlap: bool = False
+    row_checks: RowChecks | None = None
 
 
 def resolve_pretraining(
@@ -69,6 +73,7 @@ def resolve_pretraining(
     pretrain = apply_overrides(pretrain, overrides.get("pretrain", {}), where="pretrain")
     data = DataConfig(dataset=dataset or "synthecho", root=data_root)
     data = apply_overrides(data, overrides.get("data", {}), where="data")
+    check_split_names(data.pretrain_splits)
     return method_cls, method_config, pretrain, data, overrides
 
 
@@ -82,6 +87,8 @@ def resolve(
     sets: list[str] | None = None,
     profile: str = "quick",
     seeds: int | None = None,
+    skip_bad: bool = False,
+    allow_patient_overlap: bool = False,
 ) -> Resolved:
     method_cls, method_config, pretrain, data, overrides = resolve_pretraining(
         method, sets, profile, dataset, data_root
@@ -117,6 +124,8 @@ def resolve(
         profile=profile,
         seeds=repeats,
         overrides=list(sets or []),
+        skip_bad=skip_bad,
+        allow_patient_overlap=allow_patient_overlap,
     )
     resolved_eval_spec(resolved)
     return resolved
@@ -225,6 +234,7 @@ class Outcome:
     mlflow_run_id: str
     result_path: Path
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -244,6 +254,7 @@ class Outcome:
             "mlflow_run_id": self.mlflow_run_id,
             "result_path": str(self.result_path),
             "seconds": round(self.seconds, 2),
+            "notes": self.notes,
         }
 
 
@@ -256,11 +267,15 @@ def prepare(resolved: Resolved) -> ProtocolContext:
     check_clip_fits(dataset, eval_spec)
     if resolved.family.check is not None:
         resolved.family.check(resolved.protocol_config, dataset, resolved.task)
+    resolved.row_checks = check_rows(
+        dataset, resolved.task, skip_bad=resolved.skip_bad, allow_patient_overlap=resolved.allow_patient_overlap
+    )
     cache = DecodeCache.build(dataset, resolved.method_config.size)
+    resolved.row_checks.check_videos(dataset.table, cache)
     pretrained = pretrain_tracked(
         resolved.method_cls, resolved.method_config, resolved.pretrain, resolved.data, dataset, cache, resolved.profile
     )
-    return ProtocolContext(
+    context = ProtocolContext(
         pretrained=pretrained,
         dataset=dataset,
         cache=cache,
@@ -270,6 +285,7 @@ def prepare(resolved: Resolved) -> ProtocolContext:
         norm=normalisation(dataset, cache),
         seed=resolved.pretrain.seed,
     )
+    return resolved.row_checks.restrict(context)
 
 
 def execute(resolved: Resolved) -> Outcome:
@@ -277,6 +293,9 @@ def execute(resolved: Resolved) -> Outcome:
     context = prepare(resolved)
     dataset, pretrained = context.dataset, context.pretrained
     pretrained_splits = set(pretrained.meta.extra.get("pretrain_splits", []))
+    row_checks = resolved.row_checks or RowChecks()
+    overlap_warning = pretraining_overlap_warning(pretrained_splits)
+    notes = [*([overlap_warning] if overlap_warning else []), *row_checks.notes()]
     params = {
         "method": to_dict(resolved.method_config),
         "pretrain": to_dict(resolved.pretrain),
@@ -325,6 +344,7 @@ def execute(resolved: Resolved) -> Outcome:
             "pretrained_steps": pretrained.meta.step,
             "pretrain_splits": sorted(pretrained_splits),
             "evaluated_on_pretraining_split": "test" in pretrained_splits,
+            "data_checks": row_checks.record(),
             "dataset": dataset.name,
             "dataset_hash": dataset.content_hash(),
             "split_hashes": {s: dataset.split_hash(s) for s in ("train", "val", "test")},
@@ -350,7 +370,7 @@ def execute(resolved: Resolved) -> Outcome:
         }
         write_result(path, record)
         run.log_artifact(path)
-    return Outcome(resolved, result, pretrained.checkpoint_hash, dataset.name, run.run_id, path, seconds)
+    return Outcome(resolved, result, pretrained.checkpoint_hash, dataset.name, run.run_id, path, seconds, notes)
 
 
 def run_family(resolved: Resolved, context: ProtocolContext) -> ProtocolResult:
