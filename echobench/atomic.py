@@ -25,12 +25,10 @@ def _umask() -> int:
 def scratch_file(folder: Path, name: str) -> Iterator[Path]:
     """Yield a new temporary file path in ``folder`` (hidden, named after ``name``); removed on exit if still there.
 
-    ``mkstemp`` creates files 0600; the file gets the permissions a plain ``open(..., "w")`` would give it
-    (0666 less the umask), so renamed results are as readable as any other file the user creates.
+    Move it into place with :func:`publish`.
     """
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -39,13 +37,23 @@ def scratch_file(folder: Path, name: str) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def publish(tmp: Path, target: Path) -> None:
+    """Rename the finished ``tmp`` onto ``target`` with the permissions a plain ``open(..., "w")`` would give it.
+
+    ``mkstemp`` (and writers such as safetensors) create files 0600; every file under ``$ECHOBENCH_HOME`` gets
+    0666 less the umask instead, so a shared home stays readable by whoever the umask allows.
+    """
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, target)
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds."""
     target = Path(target)
     with scratch_file(target.parent, target.name) as tmp:
         yield tmp
-        os.replace(tmp, target)
+        publish(tmp, target)
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from echobench.atomic import scratch_file, write_text_atomic
+from echobench.atomic import publish, scratch_file, write_text_atomic
 from echobench.errors import UserError
 
 META_FILE = "meta.json"
@@ -68,7 +67,7 @@ def _write_named(folder: Path, role: str, tensors: dict[str, torch.Tensor], meta
         save_file(tensors, str(tmp), metadata=metadata)
         digest = _sha256(tmp)
         name = f"{role}.{digest[:HASH_LENGTH]}.safetensors"
-        os.replace(tmp, folder / name)
+        publish(tmp, folder / name)
     return {"name": name, "sha256": digest}
 
 
