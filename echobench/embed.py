@@ -133,7 +133,13 @@ def _encode(
             _check_embedding(method, out, batch.shape[0])
             pooled.append(out.pooled.float().cpu().numpy())
             if with_tokens:
-                grids.append(out.tokens.to(torch.float16).cpu().numpy())
+                grid = out.tokens.to(torch.float16)
+                if not torch.isfinite(grid).all():
+                    raise UserError(
+                        f"method {method.name!r}: encode returned tokens beyond float16's range (|x| > 65504), "
+                        "which the embedding cache stores; nothing was cached; normalise the plugin's tokens"
+                    )
+                grids.append(grid.cpu().numpy())
             owners.append(np.asarray(video_rows, dtype=np.int64))
             progress.update(task, advance=batch.shape[0])
     method.to("cpu")

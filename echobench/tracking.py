@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,7 +71,8 @@ class Store:
             raise UserError(self._failure(exc)) from None
 
     def _failure(self, exc: BaseException) -> str:
-        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        # SQLAlchemy appends the failing statement and a documentation link; the first clause says what failed.
+        detail = re.split(r"\s*\[SQL:|\s*\(Background on", " ".join(str(exc).split()))[0][:200] or type(exc).__name__
         fix = (
             f"if it is damaged, move {self.database} aside (results stay in {results_dir()}) and rerun"
             if self.database
