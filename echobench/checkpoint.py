@@ -26,6 +26,7 @@ from torch import nn
 
 from echobench.atomic import publish, scratch_file, write_text_atomic
 from echobench.errors import UserError
+from echobench.locks import exclusive
 
 META_FILE = "meta.json"
 PREVIOUS_META_FILE = "meta.previous.json"
@@ -87,20 +88,25 @@ def _file_of(folder: Path, meta: CheckpointMeta, role: str) -> Path | None:
 def save_checkpoint(
     folder: Path, module: nn.Module, meta: CheckpointMeta, optimizer: torch.optim.Optimizer | None = None
 ) -> CheckpointMeta:
-    """Save weights (and optimiser state) as step ``meta.step``; ``meta.json`` is written last (see module doc)."""
+    """Save weights (and optimiser state) as step ``meta.step``; ``meta.json`` is written last (see module doc).
+
+    Saves into one folder are serialised across processes: one process's clean-up must not delete the files another
+    has written but not yet named in ``meta.json`` (two runs of one fine-tuning protocol share a folder).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    files = {MODEL_ROLE: _write_named(folder, MODEL_ROLE, _state_tensors(module), {"method": meta.method})}
-    if optimizer is not None:
-        tensors, payload = _optimizer_state(optimizer)
-        files[OPTIMIZER_ROLE] = _write_named(folder, OPTIMIZER_ROLE, tensors, {"optimizer": json.dumps(payload)})
-    saved = CheckpointMeta(**{**meta.__dict__, "files": files})
-    current = folder / META_FILE
-    if current.is_file() and not saved.complete:
-        write_text_atomic(folder / PREVIOUS_META_FILE, current.read_text())
-    write_text_atomic(current, saved.to_json())
-    if saved.complete:
-        (folder / PREVIOUS_META_FILE).unlink(missing_ok=True)
-    _remove_unnamed(folder)
+    with exclusive(folder.with_name(f"{folder.name}.save"), "saving a checkpoint"):
+        files = {MODEL_ROLE: _write_named(folder, MODEL_ROLE, _state_tensors(module), {"method": meta.method})}
+        if optimizer is not None:
+            tensors, payload = _optimizer_state(optimizer)
+            files[OPTIMIZER_ROLE] = _write_named(folder, OPTIMIZER_ROLE, tensors, {"optimizer": json.dumps(payload)})
+        saved = CheckpointMeta(**{**meta.__dict__, "files": files})
+        current = folder / META_FILE
+        if current.is_file() and not saved.complete:
+            write_text_atomic(folder / PREVIOUS_META_FILE, current.read_text())
+        write_text_atomic(current, saved.to_json())
+        if saved.complete:
+            (folder / PREVIOUS_META_FILE).unlink(missing_ok=True)
+        _remove_unnamed(folder)
     return saved
 
 
