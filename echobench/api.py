@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from echobench.config import ranged
+
 StartMode = Literal["random", "fixed", "evenly", "all", "ed_es", "traced"]
 
 
@@ -185,13 +187,13 @@ class MethodConfig:
     """
 
     model: str = "vit_small"
-    frames: int = 16
-    stride: int = 2
-    size: int = 112
-    patch: int = 16
-    tubelet: int = 2
-    in_chans: int = 1
-    seconds: float | None = None
+    frames: int = ranged(16, ge=1)
+    stride: int = ranged(2, ge=1)
+    size: int = ranged(112, ge=8)
+    patch: int = ranged(16, ge=1)
+    tubelet: int = ranged(2, ge=1)
+    in_chans: int = ranged(1, ge=1)
+    seconds: float | None = ranged(None, gt=0)
 
 
 @runtime_checkable

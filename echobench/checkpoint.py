@@ -1,29 +1,39 @@
 """Checkpoints as safetensors + JSON metadata (never pickle), with optimiser state for exact resume.
 
-A checkpoint folder holds ``model.safetensors`` + ``meta.json`` (method, versions, configs, step, ``complete``) and,
-while training is unfinished, ``optimizer.safetensors`` + ``optimizer.json``. Every file is written atomically and
-``meta.json`` is written last, so a folder whose ``meta.json`` is readable is consistent.
+A checkpoint folder holds ``meta.json`` (method, versions, configs, step, ``complete`` and the files below) and the
+files it names: ``model.<sha>.safetensors`` and, while training is unfinished, ``optimizer.<sha>.safetensors``
+(tensors, with the optimiser's JSON state in the file's metadata), ``<sha>`` being a prefix of the file's SHA-256.
+
+Crash consistency: a save writes the new content-named files first, then keeps the current ``meta.json`` as
+``meta.previous.json`` and replaces ``meta.json`` (each write atomic), and only then deletes files neither names.
+``meta.json`` is the only source of the step; a kill between any two writes leaves ``meta.json`` naming complete
+files of one step. Files are checked against their recorded hash when read: if a file of ``meta.json`` is missing
+or differs, resuming falls back to ``meta.previous.json`` (or to step 0), never to mismatched weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from echobench.atomic import atomic_path, write_text_atomic
+from echobench.atomic import publish, scratch_file, write_text_atomic
 from echobench.errors import UserError
+from echobench.locks import exclusive
 
-MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
-OPTIM_FILE = "optimizer.safetensors"
-OPTIM_META_FILE = "optimizer.json"
+PREVIOUS_META_FILE = "meta.previous.json"
+#: The weights file of checkpoints written before files were content-named (read only).
+LEGACY_MODEL_FILE = "model.safetensors"
+MODEL_ROLE, OPTIMIZER_ROLE = "model", "optimizer"
+HASH_LENGTH = 16
 
 
 @dataclass
@@ -35,6 +45,8 @@ class CheckpointMeta:
     total_steps: int
     complete: bool
     extra: dict[str, Any]
+    #: role (``model``, ``optimizer``) -> ``{"name": file name, "sha256": hex digest}``; set when saved.
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, sort_keys=True)
@@ -45,11 +57,82 @@ def _state_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
 
 
-def save_model(folder: Path, module: nn.Module, meta: CheckpointMeta) -> None:
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _write_named(folder: Path, role: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, str]:
+    """Write ``tensors`` atomically as ``<role>.<sha>.safetensors``; returns the entry ``meta.files[role]`` records."""
+    with scratch_file(folder, f"{role}.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+        digest = _sha256(tmp)
+        name = f"{role}.{digest[:HASH_LENGTH]}.safetensors"
+        publish(tmp, folder / name)
+    return {"name": name, "sha256": digest}
+
+
+def _file_of(folder: Path, meta: CheckpointMeta, role: str) -> Path | None:
+    """The file of ``role`` named by ``meta`` if it exists and matches its recorded hash, else None."""
+    entry = meta.files.get(role)
+    if entry is None:
+        legacy = folder / LEGACY_MODEL_FILE
+        return legacy if role == MODEL_ROLE and legacy.is_file() else None
+    path = folder / entry["name"]
+    try:
+        return path if _sha256(path) == entry["sha256"] else None
+    except OSError:
+        return None
+
+
+def save_checkpoint(
+    folder: Path, module: nn.Module, meta: CheckpointMeta, optimizer: torch.optim.Optimizer | None = None
+) -> CheckpointMeta:
+    """Save weights (and optimiser state) as step ``meta.step``; ``meta.json`` is written last (see module doc).
+
+    Saves into one folder are serialised across processes: one process's clean-up must not delete the files another
+    has written but not yet named in ``meta.json`` (two runs of one fine-tuning protocol share a folder).
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / MODEL_FILE) as tmp:
-        save_file(_state_tensors(module), str(tmp), metadata={"method": meta.method})
-    write_text_atomic(folder / META_FILE, meta.to_json())
+    with exclusive(folder.with_name(f"{folder.name}.save"), "saving a checkpoint"):
+        files = {MODEL_ROLE: _write_named(folder, MODEL_ROLE, _state_tensors(module), {"method": meta.method})}
+        if optimizer is not None:
+            tensors, payload = _optimizer_state(optimizer)
+            files[OPTIMIZER_ROLE] = _write_named(folder, OPTIMIZER_ROLE, tensors, {"optimizer": json.dumps(payload)})
+        saved = CheckpointMeta(**{**meta.__dict__, "files": files})
+        current = folder / META_FILE
+        if current.is_file() and not saved.complete:
+            write_text_atomic(folder / PREVIOUS_META_FILE, current.read_text())
+        write_text_atomic(current, saved.to_json())
+        if saved.complete:
+            (folder / PREVIOUS_META_FILE).unlink(missing_ok=True)
+        _remove_unnamed(folder)
+    return saved
+
+
+def save_model(folder: Path, module: nn.Module, meta: CheckpointMeta) -> None:
+    save_checkpoint(folder, module, meta)
+
+
+def _remove_unnamed(folder: Path) -> None:
+    """Delete weight and optimiser files that neither ``meta.json`` nor ``meta.previous.json`` names."""
+    named = set()
+    for meta_name in (META_FILE, PREVIOUS_META_FILE):
+        meta = _read_meta_file(folder / meta_name)
+        if meta is not None:
+            named |= {entry["name"] for entry in meta.files.values()}
+            named |= {LEGACY_MODEL_FILE} if not meta.files else set()
+    for path in folder.glob("*.safetensors"):
+        if path.name not in named:
+            path.unlink(missing_ok=True)
+    (folder / "optimizer.json").unlink(missing_ok=True)
+
+
+def _read_meta_file(path: Path) -> CheckpointMeta | None:
+    try:
+        return CheckpointMeta(**json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError):
+        return None
 
 
 def read_meta(folder: Path) -> CheckpointMeta | None:
@@ -69,14 +152,25 @@ def load_model(folder: Path, module: nn.Module, *, method: str) -> CheckpointMet
     meta = read_meta(folder)
     if meta is None:
         raise UserError(f"{folder} is not an echobench checkpoint (no {META_FILE})")
+    _load_weights(folder, meta, module, method=method)
+    return meta
+
+
+def _load_weights(folder: Path, meta: CheckpointMeta, module: nn.Module, *, method: str) -> None:
     if meta.method != method:
         raise UserError(
             f"checkpoint {folder} was saved by method {meta.method!r}, not {method!r}; pass a checkpoint of {method!r}"
         )
+    path = _file_of(folder, meta, MODEL_ROLE)
+    if path is None:
+        raise UserError(
+            f"the weights named by {folder / META_FILE} are missing or do not match their hash; delete {folder} "
+            "to retrain"
+        )
     try:
-        tensors = load_file(str(folder / MODEL_FILE))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise UserError(f"cannot read {folder / MODEL_FILE} ({exc}); delete {folder} to retrain") from None
+        raise UserError(f"cannot read {path} ({exc}); delete {folder} to retrain") from None
     expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -93,11 +187,36 @@ def load_model(folder: Path, module: nn.Module, *, method: str) -> CheckpointMet
             f"checkpoint {folder} does not fit this {method!r} config: {detail}; use the config it was saved with"
         )
     module.load_state_dict(tensors)
-    return meta
 
 
-def save_optimizer(folder: Path, optimizer: torch.optim.Optimizer, step: int) -> None:
-    """Flatten AdamW-style state (tensors per parameter index) to safetensors, the rest to JSON."""
+def resumable(folder: Path) -> CheckpointMeta | None:
+    """The newest unfinished checkpoint in ``folder`` whose model and optimiser files are intact, if any."""
+    for name in (META_FILE, PREVIOUS_META_FILE):
+        meta = _read_meta_file(folder / name)
+        if meta is None or meta.complete:
+            continue
+        if _file_of(folder, meta, MODEL_ROLE) is not None and _file_of(folder, meta, OPTIMIZER_ROLE) is not None:
+            return meta
+    return None
+
+
+def load_resumable(
+    folder: Path, module: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device | str
+) -> int:
+    """Restore model and optimiser of :func:`resumable` (the model moved to ``device``); its step, or 0."""
+    meta = resumable(folder)
+    if meta is None:
+        return 0
+    _load_weights(folder, meta, module, method=meta.method)
+    module.to(device)
+    path = _file_of(folder, meta, OPTIMIZER_ROLE)
+    assert path is not None
+    _load_optimizer(path, optimizer)
+    return meta.step
+
+
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Flatten AdamW-style state: tensors per parameter index, and the rest (groups, scalars) as JSON."""
     state = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -107,16 +226,13 @@ def save_optimizer(folder: Path, optimizer: torch.optim.Optimizer, step: int) ->
                 tensors[f"{index}.{key}"] = value.detach().cpu().contiguous().clone()
             else:
                 scalars.setdefault(str(index), {})[key] = value
-    with atomic_path(folder / OPTIM_FILE) as tmp:
-        save_file(tensors, str(tmp))
-    payload = {"step": step, "param_groups": state["param_groups"], "scalars": scalars}
-    write_text_atomic(folder / OPTIM_META_FILE, json.dumps(payload))
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def load_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> int:
-    """Restore optimiser state saved by :func:`save_optimizer`; returns the step it was saved at."""
-    payload = json.loads((folder / OPTIM_META_FILE).read_text())
-    tensors = load_file(str(folder / OPTIM_FILE))
+def _load_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> None:
+    with safe_open(str(path), framework="pt") as handle:
+        payload = json.loads(handle.metadata()["optimizer"])
+    tensors = load_file(str(path))
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         index, key = name.split(".", 1)
@@ -124,10 +240,3 @@ def load_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> int:
     for index, values in payload["scalars"].items():
         state.setdefault(int(index), {}).update(values)
     optimizer.load_state_dict({"state": state, "param_groups": payload["param_groups"]})
-    return int(payload["step"])
-
-
-def drop_optimizer(folder: Path) -> None:
-    """A finished checkpoint keeps only what inference needs."""
-    (folder / OPTIM_FILE).unlink(missing_ok=True)
-    (folder / OPTIM_META_FILE).unlink(missing_ok=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +15,7 @@ import typer
 from rich.table import Table
 
 from echobench.console import console
-from echobench.errors import UserError
+from echobench.errors import Terminated, UserError
 
 app = typer.Typer(
     add_completion=False,
@@ -52,17 +54,38 @@ def run(
         int | None, typer.Option(help="Repeat training-dependent protocols with N seeds (mean and per-seed values)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad", help="Leave out videos with out-of-range labels or truncated files (counted under the table)"
+        ),
+    ] = False,
+    allow_patient_overlap: Annotated[
+        bool,
+        typer.Option("--allow-patient-overlap", help="Accept patients in several splits (flagged in the result)"),
+    ] = False,
 ) -> None:
     """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
     from echobench.results import json_safe
     from echobench.runner import execute, resolve
 
     resolved = resolve(
-        method, protocol, dataset=dataset, data_root=data_root, task=task, sets=set_, profile=profile, seeds=seeds
+        method,
+        protocol,
+        dataset=dataset,
+        data_root=data_root,
+        task=task,
+        sets=set_,
+        profile=profile,
+        seeds=seeds,
+        skip_bad=skip_bad,
+        allow_patient_overlap=allow_patient_overlap,
     )
     outcome = execute(resolved)
     summary = outcome.summary()
     console.print(_summary_table(summary) if summary["summary"] else _metrics_table(summary))
+    for note in outcome.notes:
+        console.print(note, highlight=False, soft_wrap=True)
     console.print(f"result: {outcome.result_path}")
     if as_json:
         sys.stdout.write(json.dumps(json_safe(summary)) + "\n")
@@ -260,7 +283,12 @@ def _fmt(value: Any) -> str:
 
 
 def main() -> None:
-    """Console entry point: user mistakes are one line on stderr and exit code 2, never a traceback."""
+    """Console entry point: user mistakes are one line on stderr and exit code 2, never a traceback.
+
+    SIGTERM unwinds like Ctrl-C (MLflow runs end KILLED, locks are released); exit code 128 + signal number.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         app()
     except UserError as exc:
@@ -269,6 +297,16 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted; caches and checkpoints are consistent, run the same command again to resume")
         raise SystemExit(130) from None
+    except Terminated as exc:
+        console.print(f"{exc}; caches and checkpoints are consistent, run the same command again to resume")
+        raise SystemExit(128 + exc.signum) from None
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated(signum)
 
 
 if __name__ == "__main__":

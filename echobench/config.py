@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,70 @@ T = TypeVar("T")
 SECTIONS = ("method", "pretrain", "protocol", "data")
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric config field (of each element, for tuples); ``None`` bounds are open."""
+
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+    def contains(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+            return False
+        return self.high is None or not (value > self.high or (value == self.high and not self.high_inclusive))
+
+    def describe(self) -> str:
+        if self.high is None:
+            return f"{'>=' if self.low_inclusive else '>'} {self.low:g}"
+        if self.low is None:
+            return f"{'<=' if self.high_inclusive else '<'} {self.high:g}"
+        opening, closing = "[" if self.low_inclusive else "(", "]" if self.high_inclusive else ")"
+        return f"in {opening}{self.low:g}, {self.high:g}{closing}"
+
+
+def ranged(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A dataclass field whose values (checked by :func:`apply_overrides`) must lie in the given bounds.
+
+    ``steps: int = ranged(2000, ge=1)``; ``mask_ratio: float = ranged(0.9, gt=0, lt=1)``.
+    """
+    if (ge is not None and gt is not None) or (le is not None and lt is not None):
+        raise ValueError("give at most one lower bound (ge or gt) and one upper bound (le or lt)")
+    bounds = Range(
+        low=ge if gt is None else gt,
+        high=le if lt is None else lt,
+        low_inclusive=gt is None,
+        high_inclusive=lt is None,
+    )
+    return field(default=default, metadata={"range": bounds})
+
+
+def check_range(value: Any, bounds: Range, where: str) -> None:
+    """Raise a one-line UserError unless ``value`` (every element of a tuple/list) lies in ``bounds``."""
+    values = value if isinstance(value, list | tuple) else [value]
+    for item in values:
+        if isinstance(item, int | float) and not isinstance(item, bool) and not bounds.contains(float(item)):
+            raise UserError(f"{where} must be {bounds.describe()}, got {value!r}")
+
+
+def check_ranges(config: Any, *, where: str) -> None:
+    """Check every field of dataclass ``config`` that declares a range (see :func:`ranged`)."""
+    for item in dataclasses.fields(config):
+        bounds = item.metadata.get("range")
+        if bounds is not None:
+            check_range(getattr(config, item.name), bounds, f"{where}.{item.name}")
+
+
 @dataclass
 class PretrainConfig:
     """The harness's pretraining loop; a method's ``pretrain_defaults`` and ``--set pretrain.x=`` override it.
@@ -30,21 +95,22 @@ class PretrainConfig:
     ``weights_only=True``) that pretraining starts from; its content hash, not its path, enters the checkpoint hash.
     """
 
-    steps: int = 2000
-    batch_size: int = 8
-    lr: float = 1.5e-4
+    steps: int = ranged(2000, ge=1)
+    batch_size: int = ranged(8, ge=1)
+    lr: float = ranged(1.5e-4, gt=0)
     lr_scaling: Literal["linear", "none"] = "linear"
-    min_lr_ratio: float = 0.01
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.05
-    weight_decay_end: float | None = None
-    betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
+    min_lr_ratio: float = ranged(0.01, ge=0, le=1)
+    warmup_fraction: float = ranged(0.1, ge=0, lt=1)
+    weight_decay: float = ranged(0.05, ge=0)
+    weight_decay_end: float | None = ranged(None, ge=0)
+    betas: tuple[float, float] = ranged((0.9, 0.95), ge=0, lt=1)
+    #: 0 turns clipping off.
+    grad_clip: float = ranged(1.0, ge=0)
     amp: Literal["auto", "bf16", "off"] = "auto"
-    checkpoint_every: int = 200
-    log_every: int = 1
-    seed: int = 0
-    num_workers: int = 0
+    checkpoint_every: int = ranged(200, ge=1)
+    log_every: int = ranged(1, ge=1)
+    seed: int = ranged(0, ge=0)
+    num_workers: int = ranged(0, ge=0)
     device: str = "auto"
     init_from: str | None = None
 
@@ -97,7 +163,8 @@ def parse_set(items: list[str] | None) -> dict[str, dict[str, Any]]:
 
 
 def apply_overrides(config: T, overrides: dict[str, Any], *, where: str) -> T:
-    """Return a copy of dataclass ``config`` with ``overrides`` applied, each value coerced to the field's type."""
+    """Return a copy of dataclass ``config`` with ``overrides`` applied, each value coerced to the field's type and
+    checked against the field's declared range (:func:`ranged`)."""
     if not overrides:
         return config
     fields = {f.name: f for f in dataclasses.fields(config)}  # type: ignore[arg-type]
@@ -108,6 +175,9 @@ def apply_overrides(config: T, overrides: dict[str, Any], *, where: str) -> T:
             hint = did_you_mean(name, fields)
             raise UserError(f"{where} has no field {name!r}{hint}; fields: {', '.join(fields)}")
         changes[name] = coerce(value, hints[name], f"{where}.{name}")
+        bounds = fields[name].metadata.get("range")
+        if bounds is not None:
+            check_range(changes[name], bounds, f"{where}.{name}")
     return dataclasses.replace(config, **changes)  # type: ignore[type-var]
 
 

@@ -26,6 +26,7 @@ from echobench.data.base import VideoDataset
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.loader import EvalClipDataset, collate_eval
 from echobench.errors import UserError
+from echobench.locks import exclusive
 from echobench.paths import embeddings_dir
 from echobench.train import autocast, resolve_device
 
@@ -96,6 +97,28 @@ def encode_split(
         )
     if cached is not None:
         return cached
+    with exclusive(path, f"encoding {split} with {method.name}"):
+        # Another process may have written it while this one waited.
+        cached = _read(path)
+        if cached is not None:
+            return cached
+        encoded = _encode(method, dataset, cache, split, spec, norm, with_tokens, batch_size, device, amp)
+        _write(path, encoded, key)
+    return encoded
+
+
+def _encode(
+    method: Method,
+    dataset: VideoDataset,
+    cache: DecodeCache,
+    split: str,
+    spec: ClipSpec,
+    norm: tuple[float, float],
+    with_tokens: bool,
+    batch_size: int,
+    device: str,
+    amp: str,
+) -> EncodedSplit:
     table = dataset.split_table(split)
     clips = EvalClipDataset(cache, table, spec, norm[0], norm[1])
     loader = DataLoader(clips, batch_size=batch_size, shuffle=False, collate_fn=collate_eval)
@@ -110,19 +133,23 @@ def encode_split(
             _check_embedding(method, out, batch.shape[0])
             pooled.append(out.pooled.float().cpu().numpy())
             if with_tokens:
-                grids.append(out.tokens.to(torch.float16).cpu().numpy())
+                grid = out.tokens.to(torch.float16)
+                if not torch.isfinite(grid).all():
+                    raise UserError(
+                        f"method {method.name!r}: encode returned tokens beyond float16's range (|x| > 65504), "
+                        "which the embedding cache stores; nothing was cached; normalise the plugin's tokens"
+                    )
+                grids.append(grid.cpu().numpy())
             owners.append(np.asarray(video_rows, dtype=np.int64))
             progress.update(task, advance=batch.shape[0])
     method.to("cpu")
-    encoded = EncodedSplit(
+    return EncodedSplit(
         features=np.concatenate(pooled).astype(np.float32),
         clip_video=np.concatenate(owners),
         video_ids=list(table["video_id"]),
         tokens=np.concatenate(grids) if with_tokens else None,
         frame_indices=clips.frame_indices,
     )
-    _write(path, encoded, key)
-    return encoded
 
 
 def _check_embedding(method: Method, out: Embedding, batch: int) -> None:
@@ -138,8 +165,12 @@ def _check_embedding(method: Method, out: Embedding, batch: int) -> None:
             f"method {method.name!r}: encode returned tokens of shape {tuple(out.tokens.shape)}, "
             f"expected ({batch}, T', H', W', {out.pooled.shape[1]}); fix the plugin's encode"
         )
-    if not torch.isfinite(out.pooled).all():
-        raise UserError(f"method {method.name!r}: encode returned non-finite features; check the checkpoint")
+    for part, values in (("pooled features", out.pooled), ("tokens", out.tokens)):
+        if not torch.isfinite(values).all():
+            raise UserError(
+                f"method {method.name!r}: encode returned non-finite {part} (NaN or inf); nothing was cached; "
+                "check the checkpoint and the plugin's encode"
+            )
 
 
 def _write(path: Path, encoded: EncodedSplit, key: str) -> None:

@@ -94,8 +94,14 @@ def pretraining_table(
 
 
 def build_method(method_cls: type[Method], config: Any, seed: int) -> Method:
+    """The plugin built from ``config``; a ``ValueError`` it raises on its config is a config error, not a crash."""
     torch.manual_seed(seed)
-    return method_cls(config)
+    try:
+        return method_cls(config)
+    except (ValueError, UserError) as exc:
+        raise UserError(
+            f"method config of {method_cls.name!r} rejected: {exc}; fix it with --set method.FIELD=VALUE"
+        ) from None
 
 
 def pretrain_data(

@@ -17,15 +17,18 @@ import pandas as pd
 from echobench import registry
 from echobench.api import ClipSpec, Method
 from echobench.atomic import atomic_path
+from echobench.checkpoint import read_meta
 from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_set, stable_hash, to_dict
 from echobench.console import console
 from echobench.context import ProtocolContext
 from echobench.data.base import VideoDataset
+from echobench.data.checks import RowChecks, check_rows, check_split_names, pretraining_overlap_warning
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.tasks import Task, get_task
 from echobench.errors import UserError
 from echobench.init_weights import load_init_weights
-from echobench.pretrain import Pretrained, build_method, locate, normalisation, obtain, parse_filter
+from echobench.locks import exclusive
+from echobench.pretrain import Located, Pretrained, build_method, locate, normalisation, obtain, parse_filter
 from echobench.profiles import profile_overrides
 from echobench.protocols import Family, check_task, get_family
 from echobench.protocols.base import ProtocolResult
@@ -53,6 +56,9 @@ class Resolved:
     profile: str
     seeds: int = 1
     overrides: list[str] = field(default_factory=list)
+    skip_bad: bool = False
+    allow_patient_overlap: bool = False
+    row_checks: RowChecks | None = None
 
 
 def resolve_pretraining(
@@ -68,6 +74,7 @@ def resolve_pretraining(
     pretrain = apply_overrides(pretrain, overrides.get("pretrain", {}), where="pretrain")
     data = DataConfig(dataset=dataset or "synthecho", root=data_root)
     data = apply_overrides(data, overrides.get("data", {}), where="data")
+    check_split_names(data.pretrain_splits)
     if data.pretrain_filter is not None:
         parse_filter(data.pretrain_filter)
     if pretrain.init_from is not None:
@@ -87,6 +94,8 @@ def resolve(
     sets: list[str] | None = None,
     profile: str = "quick",
     seeds: int | None = None,
+    skip_bad: bool = False,
+    allow_patient_overlap: bool = False,
 ) -> Resolved:
     method_cls, method_config, pretrain, data, overrides = resolve_pretraining(
         method, sets, profile, dataset, data_root
@@ -122,6 +131,8 @@ def resolve(
         profile=profile,
         seeds=repeats,
         overrides=list(sets or []),
+        skip_bad=skip_bad,
+        allow_patient_overlap=allow_patient_overlap,
     )
     resolved_eval_spec(resolved)
     return resolved
@@ -193,6 +204,25 @@ def pretrain_tracked(
     """Pretrain (or resume) inside an MLflow run; a reused finished checkpoint opens no run."""
     splits = tuple(data.pretrain_splits)
     located = locate(method_cls, method_config, pretrain, dataset, splits, data.pretrain_filter)
+    if located.meta is not None and located.meta.complete:
+        return obtain(located, pretrain, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
+    with exclusive(located.folder, f"pretraining {method_cls.name} (checkpoint {located.checkpoint_hash})"):
+        # The winner of a race has finished the checkpoint this process waited for.
+        located = dataclasses.replace(located, meta=read_meta(located.folder))
+        return _pretrain_tracked(located, method_cls, method_config, pretrain, data, dataset, cache, profile)
+
+
+def _pretrain_tracked(
+    located: Located,
+    method_cls: type[Method],
+    method_config: Any,
+    pretrain: PretrainConfig,
+    data: DataConfig,
+    dataset: VideoDataset,
+    cache: DecodeCache,
+    profile: str,
+) -> Pretrained:
+    splits = tuple(data.pretrain_splits)
     if located.ready:
         return obtain(located, pretrain, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
     params = {
@@ -219,6 +249,7 @@ class Outcome:
     mlflow_run_id: str
     result_path: Path
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -238,6 +269,7 @@ class Outcome:
             "mlflow_run_id": self.mlflow_run_id,
             "result_path": str(self.result_path),
             "seconds": round(self.seconds, 2),
+            "notes": self.notes,
         }
 
 
@@ -250,11 +282,15 @@ def prepare(resolved: Resolved) -> ProtocolContext:
     check_clip_fits(dataset, eval_spec)
     if resolved.family.check is not None:
         resolved.family.check(resolved.protocol_config, dataset, resolved.task)
+    resolved.row_checks = check_rows(
+        dataset, resolved.task, skip_bad=resolved.skip_bad, allow_patient_overlap=resolved.allow_patient_overlap
+    )
     cache = DecodeCache.build(dataset, resolved.method_config.size)
+    resolved.row_checks.check_videos(dataset.table, cache)
     pretrained = pretrain_tracked(
         resolved.method_cls, resolved.method_config, resolved.pretrain, resolved.data, dataset, cache, resolved.profile
     )
-    return ProtocolContext(
+    context = ProtocolContext(
         pretrained=pretrained,
         dataset=dataset,
         cache=cache,
@@ -264,6 +300,7 @@ def prepare(resolved: Resolved) -> ProtocolContext:
         norm=normalisation(dataset, cache),
         seed=resolved.pretrain.seed,
     )
+    return resolved.row_checks.restrict(context)
 
 
 def execute(resolved: Resolved) -> Outcome:
@@ -271,6 +308,9 @@ def execute(resolved: Resolved) -> Outcome:
     context = prepare(resolved)
     dataset, pretrained = context.dataset, context.pretrained
     pretrained_splits = set(pretrained.meta.extra.get("pretrain_splits", []))
+    row_checks = resolved.row_checks or RowChecks()
+    overlap_warning = pretraining_overlap_warning(pretrained_splits)
+    notes = [*([overlap_warning] if overlap_warning else []), *row_checks.notes()]
     params = {
         "method": to_dict(resolved.method_config),
         "pretrain": to_dict(resolved.pretrain),
@@ -319,6 +359,7 @@ def execute(resolved: Resolved) -> Outcome:
             "pretrained_steps": pretrained.meta.step,
             "pretrain_splits": sorted(pretrained_splits),
             "evaluated_on_pretraining_split": "test" in pretrained_splits,
+            "data_checks": row_checks.record(),
             "dataset": dataset.name,
             "dataset_hash": dataset.content_hash(),
             "split_hashes": {s: dataset.split_hash(s) for s in ("train", "val", "test")},
@@ -344,7 +385,7 @@ def execute(resolved: Resolved) -> Outcome:
         }
         write_result(path, record)
         run.log_artifact(path)
-    return Outcome(resolved, result, pretrained.checkpoint_hash, dataset.name, run.run_id, path, seconds)
+    return Outcome(resolved, result, pretrained.checkpoint_hash, dataset.name, run.run_id, path, seconds, notes)
 
 
 def run_family(resolved: Resolved, context: ProtocolContext) -> ProtocolResult:

@@ -247,19 +247,10 @@ class TrainLoop:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def _resume(self, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
-        meta = ckpt.read_meta(self.folder)
-        if meta is None or meta.complete or not (self.folder / ckpt.OPTIM_META_FILE).is_file():
-            return 0
-        ckpt.load_model(self.folder, self.model, method=meta.method)
-        self.model.to(device)
-        return ckpt.load_optimizer(self.folder, optimizer)
+        return ckpt.load_resumable(self.folder, self.model, optimizer, device)
 
     def _save(self, optimizer: torch.optim.Optimizer | None, step: int, *, complete: bool) -> None:
-        if optimizer is not None:
-            ckpt.save_optimizer(self.folder, optimizer, step)
-        ckpt.save_model(self.folder, self.model, self.make_meta(step, complete))
-        if complete:
-            ckpt.drop_optimizer(self.folder)
+        ckpt.save_checkpoint(self.folder, self.model, self.make_meta(step, complete), None if complete else optimizer)
 
     def _flush(self, pending: dict[str, list[float]], step: int) -> None:
         if self.sink is not None and pending:

@@ -2,7 +2,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from echobench.config import PretrainConfig, apply_overrides, parse_set, stable_hash
+from echobench.config import PretrainConfig, apply_overrides, check_ranges, parse_set, ranged, stable_hash
 from echobench.errors import UserError
 
 
@@ -68,3 +68,53 @@ def test_effective_lr_linear_scaling():
     assert PretrainConfig(lr=1.5e-4, batch_size=256).effective_lr == pytest.approx(1.5e-4)
     assert PretrainConfig(lr=1.5e-4, batch_size=64).effective_lr == pytest.approx(1.5e-4 / 4)
     assert PretrainConfig(lr=1e-3, batch_size=8, lr_scaling="none").effective_lr == 1e-3
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("steps", 0, "pretrain.steps must be >= 1, got 0"),
+        ("steps", -1, "pretrain.steps must be >= 1, got -1"),
+        ("batch_size", 0, "pretrain.batch_size must be >= 1"),
+        ("checkpoint_every", 0, "pretrain.checkpoint_every must be >= 1"),
+        ("log_every", 0, "pretrain.log_every must be >= 1"),
+        ("lr", 0, "pretrain.lr must be > 0"),
+        ("lr", -1, "pretrain.lr must be > 0"),
+        ("warmup_fraction", 1.0, "pretrain.warmup_fraction must be in [0, 1)"),
+        ("betas", [0.9, 1.0], "pretrain.betas must be in [0, 1)"),
+        ("grad_clip", -0.5, "pretrain.grad_clip must be >= 0"),
+        ("lr", float("nan"), "pretrain.lr must be > 0"),
+    ],
+)
+def test_declared_ranges_refuse_values_outside(field, value, message):
+    with pytest.raises(UserError) as info:
+        apply_overrides(PretrainConfig(), {field: value}, where="pretrain")
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_declared_ranges_accept_their_bounds():
+    cfg = apply_overrides(
+        PretrainConfig(), {"steps": 1, "warmup_fraction": 0.0, "min_lr_ratio": 1.0, "grad_clip": 0}, where="p"
+    )
+    assert (cfg.steps, cfg.warmup_fraction, cfg.min_lr_ratio, cfg.grad_clip) == (1, 0.0, 1.0, 0.0)
+
+
+@dataclass
+class _Ranged:
+    ratio: float = ranged(0.5, gt=0, lt=1)
+    width: int | None = ranged(None, ge=1)
+    name: str = "x"
+
+
+def test_range_mechanism_works_for_any_dataclass():
+    assert apply_overrides(_Ranged(), {"width": None}, where="protocol").width is None
+    assert apply_overrides(_Ranged(), {"ratio": 0.25, "width": 3}, where="protocol") == _Ranged(0.25, 3)
+    with pytest.raises(UserError, match=r"^protocol.ratio must be in \(0, 1\), got 1.0$"):
+        apply_overrides(_Ranged(), {"ratio": 1}, where="protocol")
+    with pytest.raises(UserError, match=r"^protocol.width must be >= 1, got 0$"):
+        apply_overrides(_Ranged(), {"width": 0}, where="protocol")
+    check_ranges(_Ranged(), where="protocol")
+    with pytest.raises(UserError, match="protocol.ratio must be in"):
+        check_ranges(_Ranged(ratio=0.0), where="protocol")
+    with pytest.raises(ValueError):
+        ranged(1, ge=0, gt=0)

@@ -78,3 +78,22 @@ def test_wrong_shaped_embedding_is_a_user_error_and_writes_nothing(tiny, monkeyp
     with pytest.raises(UserError, match="pooled features of shape"):
         embed.encode_split(method, "ckpt", dataset, cache, "train", SPEC, (0.2, 0.1))
     assert not list((isolated_home / "embeddings").rglob("*.safetensors"))
+
+
+@pytest.mark.parametrize("part", ["pooled", "tokens"])
+def test_non_finite_embeddings_are_refused_before_caching(tiny, part, isolated_home):
+    method, dataset, cache = tiny
+    real_encode = method.encode
+
+    def poisoned(clips):
+        out = real_encode(clips)
+        values = getattr(out, part).clone()
+        values.view(-1)[3] = float("nan")
+        return dataclasses.replace(out, **{part: values})
+
+    method.encode = poisoned
+    with pytest.raises(UserError) as info:
+        embed.encode_split(method, "ckpt", dataset, cache, "train", SPEC, (0.2, 0.1), with_tokens=True)
+    what = "pooled features" if part == "pooled" else "tokens"
+    assert str(info.value).startswith(f"method 'random_init': encode returned non-finite {what} (NaN or inf)")
+    assert not list((isolated_home / "embeddings").rglob("*.safetensors"))

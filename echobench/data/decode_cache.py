@@ -35,6 +35,7 @@ from echobench.console import progress_bar
 from echobench.data.base import VideoDataset
 from echobench.data.video_io import Crop, crop_resize, working_crop
 from echobench.errors import UserError
+from echobench.locks import exclusive
 
 #: Bump when decoding or resizing changes, so caches written by older code are rebuilt.
 CACHE_FORMAT = 3
@@ -120,10 +121,12 @@ class DecodeCache:
         root = Path(root) if root is not None else paths.decode_cache_dir()
         folder = root / f"{dataset.name}-{dataset.content_hash()}-{size}"
         if not _is_complete(folder):
-            if workers is None and not skip_bad:
-                _build_in_process(dataset, size, folder, progress)
-            else:
-                _build_from_chunks(dataset, size, folder, workers or 1, skip_bad, progress)
+            with exclusive(folder, f"decoding {dataset.name}"):
+                if not _is_complete(folder):
+                    if workers is None and not skip_bad:
+                        _build_in_process(dataset, size, folder, progress)
+                    else:
+                        _build_from_chunks(dataset, size, folder, workers or 1, skip_bad, progress)
         cache = cls(folder)
         if cache.skipped:
             kept = ~dataset.table["video_id"].isin(list(cache.skipped))

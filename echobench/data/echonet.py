@@ -92,9 +92,10 @@ class EchoNetDynamic(VideoDataset):
                 "width": self._numeric(files, "FrameWidth"),
                 "ed_frame": -1,
                 "es_frame": -1,
-                "ef": pd.to_numeric(files["EF"], errors="coerce"),
-                "esv": pd.to_numeric(files["ESV"], errors="coerce"),
-                "edv": pd.to_numeric(files["EDV"], errors="coerce"),
+                # Labels stay as written: the base class refuses non-numeric ones instead of reading them as missing.
+                "ef": files["EF"],
+                "esv": files["ESV"],
+                "edv": files["EDV"],
             }
         )
         self._table_ids = frozenset(video_id)

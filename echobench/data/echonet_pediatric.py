@@ -147,7 +147,7 @@ class EchoNetPediatric(VideoDataset):
                 "width": [i.width if i else 0 for i in info],
                 "ed_frame": [e for e, _ in ed_es],
                 "es_frame": [s for _, s in ed_es],
-                "ef": pd.to_numeric(files["EF"], errors="coerce").to_numpy(),
+                "ef": files["EF"].to_numpy(),
                 "male": np.where(sex == "M", 1.0, np.where(sex == "F", 0.0, np.nan)),
                 "age_years": pd.to_numeric(files["Age"], errors="coerce").to_numpy(),
                 "weight_kg": pd.to_numeric(files["Weight"], errors="coerce").to_numpy(),

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, TrainState
+from echobench.config import ranged
 from echobench.models.decoder import MAEDecoder
 from echobench.models.masking import gather_tokens, tube_mask
 from echobench.models.patches import normalized_pixel_targets, patchify
@@ -22,12 +23,12 @@ from echobench.models.vit import VideoViT
 @dataclass
 class VideoMAEConfig(MethodConfig):
     model: str = "vit_small"
-    mask_ratio: float = 0.9
-    decoder_dim: int | None = None
-    decoder_depth: int = 4
-    decoder_heads: int | None = None
+    mask_ratio: float = ranged(0.9, gt=0, lt=1)
+    decoder_dim: int | None = ranged(None, ge=1)
+    decoder_depth: int = ranged(4, ge=1)
+    decoder_heads: int | None = ranged(None, ge=1)
     norm_pix_loss: bool = True
-    drop_path: float = 0.0
+    drop_path: float = ranged(0.0, ge=0, lt=1)
 
 
 class VideoMAE(Method):

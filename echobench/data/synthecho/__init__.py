@@ -11,6 +11,7 @@ from pathlib import Path
 from echobench.data.echonet import EchoNetDynamic
 from echobench.data.synthecho.generate import DEFAULT_FRAMES, DEFAULT_VIDEOS, SYNTHECHO_VERSION, synthesize
 from echobench.data.synthecho.writer import read_manifest
+from echobench.locks import exclusive
 from echobench.paths import data_dir
 
 __all__ = ["SynthEchoDataset", "default_root", "synthesize", "synthesize_cli"]
@@ -28,17 +29,25 @@ class SynthEchoDataset(EchoNetDynamic):
     def default(cls) -> SynthEchoDataset:
         """The cached copy, generated with the default size on first use or when the generator's version changed."""
         root = default_root()
-        manifest = read_manifest(root)
-        if manifest is None or str(manifest.get("version")) != SYNTHECHO_VERSION:
-            synthesize(root, videos=DEFAULT_VIDEOS, seed=0, frames=DEFAULT_FRAMES)
+        if not _is_current(root):
+            with exclusive(root, "generating SynthEcho"):
+                if not _is_current(root):
+                    synthesize(root, videos=DEFAULT_VIDEOS, seed=0, frames=DEFAULT_FRAMES)
         return cls(root)
+
+
+def _is_current(root: Path) -> bool:
+    manifest = read_manifest(root)
+    return manifest is not None and str(manifest.get("version")) == SYNTHECHO_VERSION
 
 
 def synthesize_cli(out: Path | None, videos: int | None, seed: int, frames: int | None) -> Path:
     """``echobench data synth``: without ``--out`` the result replaces the default copy every command uses."""
-    return synthesize(
-        out if out is not None else default_root(),
-        videos=DEFAULT_VIDEOS if videos is None else videos,
-        seed=seed,
-        frames=DEFAULT_FRAMES if frames is None else frames,
-    )
+    target = out if out is not None else default_root()
+    with exclusive(target, "generating SynthEcho"):
+        return synthesize(
+            target,
+            videos=DEFAULT_VIDEOS if videos is None else videos,
+            seed=seed,
+            frames=DEFAULT_FRAMES if frames is None else frames,
+        )
