@@ -69,11 +69,12 @@ def test_run_json_results_and_tracking(monkeypatch, capsys, synth_root, isolated
         assert summary["chosen"]["k"] >= 1
         record = json.loads(open(summary["result_path"]).read())
         assert summary["result_path"].endswith(
-            f"results/{method}/{summary['checkpoint_hash']}/synthecho/knn-ef_anomaly.json"
+            f"results/{method}/{summary['checkpoint_hash']}/synthecho/knn-ef_anomaly-{record['run_hash']}.json"
         )
         assert record["checkpoint_hash"] == summary["checkpoint_hash"]
         assert record["metrics"]["balanced_accuracy"] == summary["metrics"]["balanced_accuracy"]
-        assert record["evaluated_on_pretraining_split"] is False
+        assert record["evaluated_on_pretraining_videos"] is False
+        assert record["pretraining_overlap"]["test"] == 0
         assert {"git_commit", "environment", "echobench_version", "split_hashes", "plugin_version"} <= set(record)
     evaluations = mlflow_runs(isolated_home, "echobench-eval")
     assert {r.info.run_id for r in evaluations} == {s["mlflow_run_id"] for s in results.values()}

@@ -281,7 +281,7 @@ def test_yaml_specs_load_into_the_config(name: str) -> None:
     ("values", "message"),
     [
         ({"lr": [0.1]}, "did you mean 'lrs'"),
-        ({"head": "conv"}, "head must be one of linear, mlp"),
+        ({"head": "conv"}, "head must be one of 'linear', 'mlp'"),
         ({"hidden": []}, "hidden"),
         ({"hidden": [256, 0]}, "hidden"),
         ({"lrs": []}, "lrs"),
@@ -291,7 +291,7 @@ def test_yaml_specs_load_into_the_config(name: str) -> None:
         ({"epochs": 0}, "epochs"),
         ({"batch_size": 2.5}, "batch_size"),
         ({"patience": 0}, "patience"),
-        ({"aggregate": "max"}, "aggregate must be one of mean, any"),
+        ({"aggregate": "max"}, "aggregate must be one of 'mean', 'any'"),
         ({"ci_resamples": -1}, "ci_resamples"),
     ],
 )

@@ -242,7 +242,7 @@ def test_cli_random_init_segmentation(monkeypatch, capsys, tmp_path) -> None:
     summary = json.loads(invoke(monkeypatch, capsys, [*argv, "--dataset", "synthecho", *TINY]))
     assert summary["task"] == "lv_seg" and summary["protocol"] == "segmentation"
     record = json.loads(open(summary["result_path"]).read())
-    assert summary["result_path"].endswith("synthecho/segmentation-lv_seg.json")
+    assert summary["result_path"].endswith(f"synthecho/segmentation-lv_seg-{record['run_hash']}.json")
     assert 0 < record["metrics"]["dice"] < 1 and set(record["ci95"]) == set(record["metrics"])
     assert record["eval_clips"] == {"start": "traced"} and record["chosen"]["lr"] == 0.01
     predictions = pd.read_csv(record["predictions_csv"])
