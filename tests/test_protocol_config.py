@@ -48,7 +48,9 @@ def test_every_protocol_field_with_a_wrong_type_fails_while_resolving(protocol, 
     ],
 )
 def test_wrong_type_is_one_line_and_exit_2_before_any_work(monkeypatch, capsys, isolated_home, protocol, setting):
-    monkeypatch.setattr(sys, "argv", ["echobench", "run", "--method", "videomae", "--protocol", protocol, "-s", setting])
+    monkeypatch.setattr(
+        sys, "argv", ["echobench", "run", "--method", "videomae", "--protocol", protocol, "-s", setting]
+    )
     with pytest.raises(SystemExit) as exited:
         main()
     err = capsys.readouterr().err.strip()
