@@ -46,7 +46,8 @@ def _regression_splits(seed: int, dim: int, noise: float, sizes: tuple[int, int,
 
 
 def _cfg(**kw: object) -> ProbeConfig:
-    return ProbeConfig(**{"ci_resamples": 0, **kw})
+    """The lr x weight-decay grid trainer (``sgd``); linear heads default to the closed form (test_probe_planted)."""
+    return ProbeConfig(**{"ci_resamples": 0, "solver": "sgd", **kw})
 
 
 @dataclasses.dataclass

@@ -154,7 +154,7 @@ def test_protocols_and_tasks_must_match() -> None:
 
 def test_label_fraction_keeps_patients_whole() -> None:
     table = pd.DataFrame({"video_id": [f"v{i}" for i in range(12)], "patient_id": [f"p{i // 2}" for i in range(12)]})
-    ctx = SimpleNamespace(labelled=lambda split: (table, np.zeros(len(table), dtype=np.int64)))
+    ctx = SimpleNamespace(labelled=lambda split, record=True: (table, np.zeros(len(table), dtype=np.int64)))
     half = _fraction_of_training(ctx, 0.5, seed=3)  # type: ignore[arg-type]
     assert len(half) == 6 and half.groupby("patient_id").size().eq(2).all()
     assert half.equals(_fraction_of_training(ctx, 0.5, seed=3))  # type: ignore[arg-type]
