@@ -239,7 +239,14 @@ def data_verify(dataset: DatasetNameOption, data_root: DataFolderOption) -> None
 def data_prepare(
     dataset: DatasetNameOption,
     data_root: DataFolderOption,
-    size: Annotated[int, typer.Option(help="Working frame size in pixels (the methods' method.size)")] = 112,
+    method: Annotated[str, typer.Option(help="Method whose method.size the cache is for (as `run` resolves it)")] = (
+        "videomae"
+    ),
+    set_: SetOption = None,
+    profile: ProfileOption = "quick",
+    size: Annotated[
+        int | None, typer.Option(help="Working frame size in pixels; default: method.size after --profile and --set")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Decoding processes (default: CPU cores)")] = os.cpu_count() or 1,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Leave unreadable videos out (recorded in the cache) instead of failing")
@@ -251,6 +258,11 @@ def data_prepare(
     from echobench import registry
     from echobench.data.decode_cache import DecodeCache
 
+    if size is None:
+        from echobench.runner import resolve_pretraining
+
+        # The same resolution as `run`, so the cache prepared here is the one `run` with these options reads.
+        size = resolve_pretraining(method, set_, profile)[1].size
     if size < 1 or workers < 1:
         raise UserError(f"--size ({size}) and --workers ({workers}) must be positive integers")
     root = data_root.expanduser()

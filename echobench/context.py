@@ -86,6 +86,11 @@ class ProtocolContext:
 
     def features(self, split: str, *, tokens: bool = False, spec: ClipSpec | None = None) -> FeatureSet:
         """Frozen features of the split's labelled videos, in table order, read from the embedding cache."""
+        if len(self.table(split)) == 0:
+            raise UserError(
+                f"split {split} of dataset {self.dataset.name} has no videos; give the dataset train, val and test "
+                "videos (e.g. the Split column of a videofolder's labels.csv)"
+            )
         table, targets = self.labelled(split)
         if len(table) == 0:
             raise UserError(
