@@ -64,6 +64,9 @@ def run(
         bool,
         typer.Option("--allow-patient-overlap", help="Accept patients in several splits (flagged in the result)"),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Evaluate again even when an identical run already has a result file")
+    ] = False,
 ) -> None:
     """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
     from echobench.results import json_safe
@@ -81,14 +84,58 @@ def run(
         skip_bad=skip_bad,
         allow_patient_overlap=allow_patient_overlap,
     )
-    outcome = execute(resolved)
+    outcome = execute(resolved, force=force)
     summary = outcome.summary()
     console.print(_summary_table(summary) if summary["summary"] else _metrics_table(summary))
+    if summary["evaluated_on_pretraining_videos"]:
+        overlap = summary["pretraining_overlap"]["test"]
+        console.print(
+            f"[bold yellow]warning:[/] {overlap} test video(s) were in the encoder's pretraining set; these numbers "
+            "are not held-out (pretrain on other splits, or evaluate on the test split)",
+            highlight=False,
+        )
     for note in outcome.notes:
         console.print(note, highlight=False, soft_wrap=True)
     console.print(f"result: {outcome.result_path}")
     if as_json:
         sys.stdout.write(json.dumps(json_safe(summary)) + "\n")
+
+
+@app.command()
+def results(
+    method: Annotated[str | None, typer.Option(help="Only this method")] = None,
+    protocol: Annotated[str | None, typer.Option(help="Only this protocol")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the index entries as JSON lines on stdout")] = False,
+) -> None:
+    """List every result file: method, protocol, task, overrides, date and primary metric."""
+    from echobench.results import list_index
+
+    entries = [
+        e
+        for e in list_index()
+        if (method is None or e["method"] == method) and (protocol is None or e["protocol"] == protocol)
+    ]
+    table = Table(title=f"results ({len(entries)})")
+    for column in ("date", "method", "protocol", "task", "dataset", "overrides", "metric", "run"):
+        table.add_column(column)
+    for e in entries:
+        value = e["value"]
+        metric = f"{e['primary_metric']} {_fmt(value) if isinstance(value, float | int) else 'n/a'}"
+        leak = " [yellow](test videos seen in pretraining)" if e["evaluated_on_pretraining_videos"] else ""
+        table.add_row(
+            (e["created"] or "")[:19],
+            e["method"],
+            e["protocol"],
+            e["task"],
+            e["dataset"],
+            " ".join(e["overrides"]) or "-",
+            metric + leak,
+            e["run_hash"],
+        )
+    console.print(table)
+    if as_json:
+        for e in entries:
+            sys.stdout.write(json.dumps(e) + "\n")
 
 
 @app.command()
@@ -215,7 +262,14 @@ def data_verify(dataset: DatasetNameOption, data_root: DataFolderOption) -> None
 def data_prepare(
     dataset: DatasetNameOption,
     data_root: DataFolderOption,
-    size: Annotated[int, typer.Option(help="Working frame size in pixels (the methods' method.size)")] = 112,
+    method: Annotated[str, typer.Option(help="Method whose method.size the cache is for (as `run` resolves it)")] = (
+        "videomae"
+    ),
+    set_: SetOption = None,
+    profile: ProfileOption = "quick",
+    size: Annotated[
+        int | None, typer.Option(help="Working frame size in pixels; default: method.size after --profile and --set")
+    ] = None,
     workers: Annotated[int, typer.Option(help="Decoding processes (default: CPU cores)")] = os.cpu_count() or 1,
     skip_bad: Annotated[
         bool, typer.Option("--skip-bad", help="Leave unreadable videos out (recorded in the cache) instead of failing")
@@ -227,6 +281,11 @@ def data_prepare(
     from echobench import registry
     from echobench.data.decode_cache import DecodeCache
 
+    if size is None:
+        from echobench.runner import resolve_pretraining
+
+        # The same resolution as `run`, so the cache prepared here is the one `run` with these options reads.
+        size = resolve_pretraining(method, set_, profile)[1].size
     if size < 1 or workers < 1:
         raise UserError(f"--size ({size}) and --workers ({workers}) must be positive integers")
     root = data_root.expanduser()
@@ -251,7 +310,7 @@ def _metrics_table(summary: dict[str, Any]) -> Table:
         table.add_column(column, justify="right" if column != "metric" else "left")
     for name, value in summary["metrics"].items():
         low_high = summary["ci95"].get(name)
-        ci = f"[{low_high[0]:.3f}, {low_high[1]:.3f}]" if low_high else ""
+        ci = f"[{_fmt(low_high[0])}, {_fmt(low_high[1])}]" if low_high else ""
         val = summary["val_metrics"].get(name)
         table.add_row(name, _fmt(value), ci, _fmt(val) if val is not None else "")
     chosen = ", ".join(f"{k}={v}" for k, v in summary["chosen"].items() if "@" not in k)
@@ -271,7 +330,7 @@ def _summary_table(summary: dict[str, Any]) -> Table:
         cells = []
         for column in columns:
             value, sd = row[column], row.get(f"{column}_sd")
-            text = _fmt(value) if isinstance(value, float) else str(value)
+            text = _fmt(value) if isinstance(value, float) or value is None else str(value)
             cells.append(f"{text} ± {_fmt(sd)}" if isinstance(sd, float) and math.isfinite(sd) else text)
         table.add_row(*cells)
     table.caption = f"checkpoint {summary['checkpoint_hash']}; per-row values in the result JSON"

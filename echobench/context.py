@@ -39,6 +39,8 @@ class ProtocolContext:
     norm: tuple[float, float]
     seed: int = 0
     splits: dict[str, pd.DataFrame] = field(default_factory=dict)
+    # Shared by every context derived with with_splits/with_config, so wrappers' inner runs add to one record.
+    evaluated: dict[str, set[str]] = field(default_factory=dict)
 
     def with_splits(self, **tables: pd.DataFrame) -> ProtocolContext:
         """A context whose named splits are the given rows of the dataset table (others unchanged)."""
@@ -56,11 +58,18 @@ class ProtocolContext:
             return self.splits[split].reset_index(drop=True)
         return self.dataset.split_table(split)
 
-    def labelled(self, split: str) -> tuple[pd.DataFrame, np.ndarray]:
-        """The split's rows that carry a label for the task, and their targets."""
+    def labelled(self, split: str, *, record: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
+        """The split's rows that carry a label for the task, and their targets.
+
+        Their video ids are recorded under the role ``split`` (for the leakage check) unless ``record`` is false:
+        wrappers read whole splits only to re-divide them, and their inner runs record the roles they assign.
+        """
         table = self.table(split)
         targets, valid = self.task.targets(table, self.dataset.name)
-        return table[valid].reset_index(drop=True), targets[valid]
+        rows = table[valid].reset_index(drop=True)
+        if record:
+            self.evaluated.setdefault(split, set()).update(str(v) for v in rows["video_id"])
+        return rows, targets[valid]
 
     def encode(self, split: str, *, with_tokens: bool = False, spec: ClipSpec | None = None) -> EncodedSplit:
         """Frozen embeddings of a *dataset* split's evaluation clips (embedding cache first)."""
@@ -77,6 +86,11 @@ class ProtocolContext:
 
     def features(self, split: str, *, tokens: bool = False, spec: ClipSpec | None = None) -> FeatureSet:
         """Frozen features of the split's labelled videos, in table order, read from the embedding cache."""
+        if len(self.table(split)) == 0:
+            raise UserError(
+                f"split {split} of dataset {self.dataset.name} has no videos; give the dataset train, val and test "
+                "videos (e.g. the Split column of a videofolder's labels.csv)"
+            )
         table, targets = self.labelled(split)
         if len(table) == 0:
             raise UserError(

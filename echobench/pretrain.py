@@ -180,6 +180,7 @@ def obtain(
         "dataset_hash": dataset.content_hash(),
         "pretrain_splits": list(splits),
         "pretrained_videos_hash": stable_hash(pretrained_ids),
+        "pretrained_video_ids": pretrained_ids,
         "num_pretrained_videos": len(pretrained_ids),
         "pretrain_filter": pretrain_filter,
         "init_from": init,

@@ -17,6 +17,7 @@ from echobench.errors import UserError
 
 METHODS_GROUP = "echobench.methods"
 DATASETS_GROUP = "echobench.datasets"
+PROTOCOLS_GROUP = "echobench.protocols"
 
 
 @dataclass(frozen=True)

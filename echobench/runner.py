@@ -18,11 +18,11 @@ from echobench import registry
 from echobench.api import ClipSpec, Method
 from echobench.atomic import atomic_path
 from echobench.checkpoint import read_meta
-from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_set, stable_hash, to_dict
+from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_set, to_dict
 from echobench.console import console
 from echobench.context import ProtocolContext
 from echobench.data.base import VideoDataset
-from echobench.data.checks import RowChecks, check_rows, check_split_names, pretraining_overlap_warning
+from echobench.data.checks import RowChecks, check_rows, check_split_names
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.tasks import Task, get_task
 from echobench.errors import UserError
@@ -34,7 +34,15 @@ from echobench.protocols import Family, check_task, get_family
 from echobench.protocols.base import ProtocolResult
 from echobench.protocols.repeat import repeat_over_seeds
 from echobench.registry import ProtocolSpec
-from echobench.results import result_path, write_result
+from echobench.results import (
+    leakage,
+    protocol_result,
+    read_result,
+    result_path,
+    result_record,
+    run_hash,
+    write_result,
+)
 from echobench.tracking import start_run
 
 EVAL_CLIP_FIELDS = {"start", "num_clips", "start_frame"}
@@ -242,41 +250,33 @@ def _pretrain_tracked(
 
 @dataclass
 class Outcome:
+    """An evaluation's result file (``record``); ``reused`` when an identical earlier run's file was returned."""
+
     resolved: Resolved
     result: ProtocolResult
-    checkpoint_hash: str
-    dataset: str
-    mlflow_run_id: str
+    record: dict[str, Any]
     result_path: Path
-    seconds: float
+    reused: bool = False
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def checkpoint_hash(self) -> str:
+        return self.record["checkpoint_hash"]
+
     def summary(self) -> dict[str, Any]:
-        return {
-            "method": self.resolved.method_cls.name,
-            "protocol": self.resolved.protocol.name,
-            "dataset": self.dataset,
-            "task": self.resolved.task.name,
-            "profile": self.resolved.profile,
-            "metrics": self.result.metrics,
-            "ci95": {k: list(v) for k, v in self.result.ci.items()},
-            "val_metrics": self.result.val_metrics,
-            "chosen": self.result.chosen,
-            "per_seed": self.result.per_seed,
-            "seeds": self.resolved.seeds,
-            "summary": _summary_records(self.result),
-            "checkpoint_hash": self.checkpoint_hash,
-            "mlflow_run_id": self.mlflow_run_id,
-            "result_path": str(self.result_path),
-            "seconds": round(self.seconds, 2),
-            "notes": self.notes,
-        }
+        keys = (
+            "method", "protocol", "dataset", "task", "profile", "metrics", "ci95", "val_metrics", "chosen",
+            "per_seed", "seeds", "summary", "runs", "checkpoint_hash", "run_hash", "mlflow_run_id", "seconds",
+            "evaluated_on_pretraining_videos", "pretraining_overlap",
+        )  # fmt: skip
+        extra = {"result_path": str(self.result_path), "reused": self.reused, "notes": self.notes}
+        return {k: self.record.get(k) for k in keys} | extra
 
 
-def prepare(resolved: Resolved) -> ProtocolContext:
+def prepare(resolved: Resolved, dataset: VideoDataset | None = None) -> ProtocolContext:
     """Everything a protocol needs: checks against the dataset (before any work), the decode cache, the checkpoint
     (pretrained or reused) and the normalisation."""
-    dataset = open_dataset(resolved.data)
+    dataset = dataset or open_dataset(resolved.data)
     resolved.task.targets(dataset.table, dataset.name)
     eval_spec = resolved_eval_spec(resolved)
     check_clip_fits(dataset, eval_spec)
@@ -303,89 +303,113 @@ def prepare(resolved: Resolved) -> ProtocolContext:
     return resolved.row_checks.restrict(context)
 
 
-def execute(resolved: Resolved) -> Outcome:
+def execute(resolved: Resolved, *, force: bool = False) -> Outcome:
+    """Evaluate ``resolved``: reuse the result file of an identical earlier run unless ``force``, otherwise
+    prepare (pretrain or reuse the checkpoint), run the protocol inside an MLflow run and write the result."""
     started = time.perf_counter()
-    context = prepare(resolved)
-    dataset, pretrained = context.dataset, context.pretrained
-    pretrained_splits = set(pretrained.meta.extra.get("pretrain_splits", []))
+    dataset = open_dataset(resolved.data)
+    splits = tuple(resolved.data.pretrain_splits)
+    checkpoint = locate(
+        resolved.method_cls, resolved.method_config, resolved.pretrain, dataset, splits, resolved.data.pretrain_filter
+    ).checkpoint_hash
+    identity = evaluation_identity(resolved, dataset, checkpoint)
+    run = run_hash(identity)
+    path = result_path(resolved.method_cls.name, checkpoint, dataset.name, resolved.protocol.name,
+                       resolved.task.name, run)  # fmt: skip
+    if path.is_file() and not force:
+        record = read_result(path)
+        console.print(f"reusing the result of an identical earlier run ({record.get('created')}); --force re-runs it")
+        return Outcome(resolved, protocol_result(record), record, path, reused=True)
+    context = prepare(resolved, dataset)
     row_checks = resolved.row_checks or RowChecks()
-    overlap_warning = pretraining_overlap_warning(pretrained_splits)
-    notes = [*([overlap_warning] if overlap_warning else []), *row_checks.notes()]
-    params = {
-        "method": to_dict(resolved.method_config),
+    with start_run("echobench-eval", _run_name(resolved), _tracked_params(resolved, identity), _tags(resolved)) as mlf:
+        result = run_family(resolved, context)
+        mlf.log_metrics(_tracked_metrics(result))
+        predictions = path.with_suffix(".predictions.csv")
+        with atomic_path(predictions) as tmp:
+            result.predictions.to_csv(tmp, index=False)
+        mlf.log_artifact(predictions)
+        provenance = {
+            "run_hash": run,
+            "profile": resolved.profile,
+            "overrides": resolved.overrides,
+            "pretrain_config": to_dict(resolved.pretrain),
+            "pretrained_steps": context.pretrained.meta.step,
+            "pretrain_splits": sorted(context.pretrained.meta.extra.get("pretrain_splits", [])),
+            **leakage(context.evaluated, pretrained_video_ids(context.pretrained, dataset)),
+            "frozen_encoder": _frozen_encoder(resolved.family, resolved.protocol_config),
+            "mlflow_run_id": mlf.run_id,
+            "predictions_csv": str(predictions),
+            "seconds": round(time.perf_counter() - started, 2),
+            "data_checks": row_checks.record(),
+        }
+        record = result_record(identity, result, provenance, resolved.task.primary_metric)
+        write_result(path, record)
+        mlf.log_artifact(path)
+    return Outcome(resolved, result, read_result(path), path, notes=row_checks.notes())
+
+
+def evaluation_identity(resolved: Resolved, dataset: VideoDataset, checkpoint: str) -> dict[str, Any]:
+    """Everything an evaluation's number depends on; its hash names the result file."""
+    return {
+        "method": resolved.method_cls.name,
+        "plugin_version": resolved.method_cls.version,
+        "method_config": to_dict(resolved.method_config),
+        "checkpoint_hash": checkpoint,
+        "dataset": dataset.name,
+        "dataset_hash": dataset.content_hash(),
+        "split_hashes": {s: dataset.split_hash(s) for s in ("train", "val", "test")},
+        "protocol": resolved.protocol.name,
+        "protocol_version": resolved.protocol.version,
+        "protocol_config": _config_dict(resolved),
+        "eval_clips": resolved.eval_clips,
+        "seeds": resolved.seeds,
+        "task": resolved.task.name,
+        "task_version": resolved.task.version,
+    }
+
+
+def pretrained_video_ids(pretrained: Pretrained, dataset: VideoDataset) -> set[str]:
+    """Video ids the encoder was pretrained on: the list its checkpoint records, or (older checkpoints) the videos
+    of its pretraining splits; none for an encoder that never trained."""
+    if pretrained.meta.total_steps == 0:
+        return set()
+    extra = pretrained.meta.extra
+    if "pretrained_video_ids" in extra:
+        return {str(v) for v in extra["pretrained_video_ids"]}
+    splits = extra.get("pretrain_splits", [])
+    return {str(v) for v in dataset.table[dataset.table["split"].isin(splits)]["video_id"]}
+
+
+def _run_name(resolved: Resolved) -> str:
+    return f"{resolved.method_cls.name}-{resolved.protocol.name}-{resolved.task.name}"
+
+
+def _tracked_params(resolved: Resolved, identity: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "method": identity["method_config"],
         "pretrain": to_dict(resolved.pretrain),
         "protocol": {
             "name": resolved.protocol.name,
             "version": resolved.protocol.version,
             "seeds": resolved.seeds,
-            **_config_dict(resolved),
+            **identity["protocol_config"],
         },
         "task": resolved.task.name,
-        "dataset": dataset.name,
+        "dataset": identity["dataset"],
         "profile": resolved.profile,
-        "checkpoint_hash": pretrained.checkpoint_hash,
+        "checkpoint_hash": identity["checkpoint_hash"],
     }
-    tags = {
+
+
+def _tags(resolved: Resolved) -> dict[str, str]:
+    return {
         "echobench.kind": "evaluation",
         "echobench.method": resolved.method_cls.name,
         "echobench.protocol": resolved.protocol.name,
         "echobench.task": resolved.task.name,
-        "echobench.dataset": dataset.name,
+        "echobench.dataset": resolved.data.dataset,
     }
-    run_name = f"{resolved.method_cls.name}-{resolved.protocol.name}-{resolved.task.name}"
-    with start_run("echobench-eval", run_name, params, tags) as run:
-        result = run_family(resolved, context)
-        run.log_metrics(_tracked_metrics(result))
-        path = result_path(
-            resolved.method_cls.name,
-            pretrained.checkpoint_hash,
-            dataset.name,
-            resolved.protocol.name,
-            resolved.task.name,
-        )
-        predictions = path.with_suffix(".predictions.csv")
-        with atomic_path(predictions) as tmp:
-            result.predictions.to_csv(tmp, index=False)
-        run.log_artifact(predictions)
-        seconds = time.perf_counter() - started
-        record = {
-            "method": resolved.method_cls.name,
-            "plugin_version": resolved.method_cls.version,
-            "method_config": to_dict(resolved.method_config),
-            "pretrain_config": to_dict(resolved.pretrain),
-            "profile": resolved.profile,
-            "overrides": resolved.overrides,
-            "checkpoint_hash": pretrained.checkpoint_hash,
-            "pretrained_steps": pretrained.meta.step,
-            "pretrain_splits": sorted(pretrained_splits),
-            "evaluated_on_pretraining_split": "test" in pretrained_splits,
-            "data_checks": row_checks.record(),
-            "dataset": dataset.name,
-            "dataset_hash": dataset.content_hash(),
-            "split_hashes": {s: dataset.split_hash(s) for s in ("train", "val", "test")},
-            "protocol": resolved.protocol.name,
-            "protocol_version": resolved.protocol.version,
-            "protocol_config": _config_dict(resolved),
-            "eval_clips": resolved.eval_clips,
-            "seeds": resolved.seeds,
-            "task": resolved.task.name,
-            "task_version": resolved.task.version,
-            "frozen_encoder": _frozen_encoder(resolved.family, resolved.protocol_config),
-            "metrics": result.metrics,
-            "ci95": {k: list(v) for k, v in result.ci.items()},
-            "val_metrics": result.val_metrics,
-            "chosen": result.chosen,
-            "per_seed": result.per_seed,
-            "summary": _summary_records(result),
-            "num_test_videos": int(result.predictions["video_id"].nunique()),
-            "mlflow_run_id": run.run_id,
-            "predictions_csv": str(predictions),
-            "seconds": round(seconds, 2),
-            "run_hash": stable_hash(params, resolved.eval_clips),
-        }
-        write_result(path, record)
-        run.log_artifact(path)
-    return Outcome(resolved, result, pretrained.checkpoint_hash, dataset.name, run.run_id, path, seconds, notes)
 
 
 def run_family(resolved: Resolved, context: ProtocolContext) -> ProtocolResult:
@@ -408,10 +432,6 @@ def _frozen_encoder(family: Family, config: Any) -> bool:
         return _frozen_encoder(*config.resolve())
     # Fine-tuning with nothing unfrozen trains only a head, on random clips.
     return family.frozen or getattr(config, "unfreeze", None) == 0
-
-
-def _summary_records(result: ProtocolResult) -> list[dict[str, Any]] | None:
-    return None if result.summary is None else result.summary.to_dict(orient="records")
 
 
 def _config_dict(resolved: Resolved) -> dict[str, Any]:

@@ -96,3 +96,19 @@ def test_cli_prepare_reports_skipped_videos(clean: Path, tmp_path: Path, monkeyp
     assert exc.value.code == 0
     err = capsys.readouterr().err
     assert "(5 of 6 videos, 32px)" in err and "skipped 0X0004" in err
+
+
+def test_cli_prepare_takes_the_size_run_resolves(clean: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    root = Path(shutil.copytree(clean, tmp_path / "echonet"))
+    base = ["echobench", "data", "prepare", "--dataset", "echonet-dynamic", "--data-root", str(root), "--workers", "1"]
+    for extra, size in (([], 64), (["--profile", "quick", "--set", "method.size=40"], 40), (["--size", "24"], 24)):
+        monkeypatch.setattr(sys, "argv", [*base, *extra])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        assert exc.value.code == 0
+        assert f"(6 of 6 videos, {size}px)" in capsys.readouterr().err
+        # What `run` then builds at that size is the prepared cache: nothing is decoded again.
+        dataset = EchoNetDynamic(root)
+        reads = _counting_reads(dataset)
+        DecodeCache.build(dataset, size)
+        assert reads == []

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from camus_fixture import write_camus_nifti
@@ -18,6 +19,7 @@ from echobench.cli import main
 from echobench.data.camus import Camus
 from echobench.data.echonet import EchoNetDynamic
 from echobench.data.hmc_qu import HmcQu
+from echobench.data.tasks import get_task
 from echobench.data.verify import Report, verify
 
 
@@ -55,7 +57,6 @@ FAULTS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "garbage avi": (_garble, "videos decode", "0X0004"),
     "ef above 100": (lambda r: _edit_csv(r, "FileList.csv", _set("EF", 1, 130.0)), "ef range", "0X0001 (130)"),
     "ef below 0": (lambda r: _edit_csv(r, "FileList.csv", _set("EF", 5, -3.0)), "ef range", "0X0005 (-3)"),
-    "nan label": (lambda r: _edit_csv(r, "FileList.csv", _set("ESV", 4, float("nan"))), "esv present", "0X0004"),
     "duplicate filename": (
         lambda r: _edit_csv(r, "FileList.csv", lambda t: pd.concat([t, t.iloc[[2]]], ignore_index=True)),
         "duplicate ids",
@@ -94,6 +95,22 @@ def test_each_planted_fault_is_found(fault: str, clean: Path, tmp_path: Path) ->
     assert flagged and word in flagged[0].detail, _by_check(report)
     # Only the planted fault (and the reader's refusal of it, where the reader refuses) is reported.
     assert {f.check for f in report.faults} <= {check, "run would accept"}, _by_check(report)
+
+
+def test_a_missing_label_is_a_warning_as_run_leaves_the_video_out(clean: Path, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(clean, tmp_path / "echonet"))
+    _edit_csv(root, "FileList.csv", _set("EF", 4, float("nan")))
+    report = verify(EchoNetDynamic, root, progress=False)
+    assert report.faults == [], _by_check(report)
+    warned = [f for f in report.findings if f.check == "ef present"]
+    assert warned[0].severity == "warning" and "0X0004" in warned[0].detail
+    table = EchoNetDynamic(root).table
+    targets, valid = get_task("ef").targets(table)
+    assert list(table["video_id"][~valid]) == ["0X0004"] and np.isfinite(targets[valid]).all()
+
+    _edit_csv(root, "FileList.csv", _set("EF", list(range(6)), float("nan")))
+    empty = [f for f in verify(EchoNetDynamic, root, progress=False).faults if f.check == "ef present"]
+    assert empty and "6 videos lack ef" in empty[0].detail
 
 
 def test_refused_folders_are_still_checked_in_full(clean: Path, tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ import pytest
 from cli_run import run_knn
 from videofolder_fixture import SPLITS, write_videofolder_fixture
 
+from echobench.context import ProtocolContext
 from echobench.data.base import CORE_COLUMNS
+from echobench.data.tasks import get_task
 from echobench.data.videofolder import VideoFolder
 from echobench.errors import UserError
 
@@ -55,3 +57,15 @@ def test_errors(root: Path, tmp_path: Path) -> None:
 def test_knn_run_end_to_end(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], root: Path) -> None:
     summary = run_knn(monkeypatch, capsys, "videofolder", root, "ef")
     assert summary["dataset"] == "videofolder" and np.isfinite(summary["metrics"]["mae"])
+
+
+def test_an_empty_split_is_named(tmp_path) -> None:
+    root = write_videofolder_fixture(tmp_path / "vf")
+    labels = pd.read_csv(root / "labels.csv")
+    labels.loc[labels["Split"].str.lower() == "test", "Split"] = "val"
+    labels.to_csv(root / "labels.csv", index=False)
+    dataset = VideoFolder(root)
+    ctx = ProtocolContext(None, dataset, None, get_task("ef"), None, None, (0.0, 1.0))  # type: ignore[arg-type]
+    assert len(ctx.labelled("train")[0]) > 0
+    with pytest.raises(UserError, match="^split test of dataset videofolder has no videos"):
+        ctx.features("test")

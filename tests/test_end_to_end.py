@@ -69,11 +69,12 @@ def test_run_json_results_and_tracking(monkeypatch, capsys, synth_root, isolated
         assert summary["chosen"]["k"] >= 1
         record = json.loads(open(summary["result_path"]).read())
         assert summary["result_path"].endswith(
-            f"results/{method}/{summary['checkpoint_hash']}/synthecho/knn-ef_anomaly.json"
+            f"results/{method}/{summary['checkpoint_hash']}/synthecho/knn-ef_anomaly-{record['run_hash']}.json"
         )
         assert record["checkpoint_hash"] == summary["checkpoint_hash"]
         assert record["metrics"]["balanced_accuracy"] == summary["metrics"]["balanced_accuracy"]
-        assert record["evaluated_on_pretraining_split"] is False
+        assert record["evaluated_on_pretraining_videos"] is False
+        assert record["pretraining_overlap"]["test"] == 0
         assert {"git_commit", "environment", "echobench_version", "split_hashes", "plugin_version"} <= set(record)
     evaluations = mlflow_runs(isolated_home, "echobench-eval")
     assert {r.info.run_id for r in evaluations} == {s["mlflow_run_id"] for s in results.values()}
@@ -104,6 +105,6 @@ def test_linear_probe_reuses_the_embedding_cache(monkeypatch, capsys, synth_root
     probe = run_json(monkeypatch, capsys, synth_root, "random_init", *argv_extra, protocol="linear", settings=TINY[:-2])
     assert probe["protocol"] == "linear" and probe["task"] == "ef"
     assert set(probe["metrics"]) == {"mae", "rmse", "r2"}
-    assert {"lr", "weight_decay", "epoch"} <= set(probe["chosen"])
+    assert probe["chosen"]["solver"] == "closed_form" and probe["chosen"]["penalty"] > 0
     assert probe["checkpoint_hash"] == knn["checkpoint_hash"]
     assert sorted((isolated_home / "embeddings").rglob("*.safetensors")) == cached

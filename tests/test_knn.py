@@ -6,6 +6,7 @@ import dataclasses
 import math
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 import yaml
@@ -14,7 +15,7 @@ from echobench.data.tasks import get_task
 from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics
 from echobench.protocols.base import FeatureSet
-from echobench.protocols.knn import KnnConfig, cosine_topk, run_knn
+from echobench.protocols.knn import KnnConfig, cosine_topk, run_knn, transformed
 
 T = 0.07
 SPEC = Path(__file__).resolve().parents[1] / "protocols" / "knn.yaml"
@@ -231,3 +232,62 @@ def test_yaml_spec_matches_config_defaults() -> None:
 def test_fixed_k_overrides_the_grid():
     assert KnnConfig(k=20).ks == (20,)
     assert KnnConfig.from_dict({"k": 7, "ks": [10, 20]}).ks == (7,)
+
+
+def _near_tied(n: int, dim: int, seed: int) -> np.ndarray:
+    """Rows within cosine ~0.996-0.99999 of each other: one shared direction plus tiny noise (MAE-like)."""
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=dim)
+    return (shared + rng.normal(scale=2e-3, size=(n, dim)) * rng.uniform(0.05, 1.0, size=(n, 1))).astype(np.float32)
+
+
+def _exact_ranking(bank: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Independent float64 ranking: decreasing cosine, ties by increasing bank index."""
+    b = np.asarray(bank, np.float64) / np.linalg.norm(np.asarray(bank, np.float64), axis=1, keepdims=True)
+    q = np.asarray(queries, np.float64) / np.linalg.norm(np.asarray(queries, np.float64), axis=1, keepdims=True)
+    cos = q @ b.T
+    return np.stack([np.lexsort((np.arange(len(b)), -row))[:k] for row in cos])
+
+
+def test_near_tied_features_give_the_float64_top_k() -> None:
+    bank, queries = _near_tied(400, 64, seed=0), _near_tied(60, 64, seed=0)[::-1].copy() + np.float32(1e-4)
+    k = 20
+    expected = _exact_ranking(bank, queries, k)
+    # The data really are near-tied: a plain float32 FAISS search disagrees with the exact ranking somewhere.
+    b32, q32 = bank / np.linalg.norm(bank, axis=1, keepdims=True), queries / np.linalg.norm(queries, axis=1)[:, None]
+    index = faiss.IndexFlatIP(64)
+    index.add(np.ascontiguousarray(b32, dtype=np.float32))
+    assert (index.search(np.ascontiguousarray(q32, dtype=np.float32), k)[1] != expected).any()
+
+    _, idx32 = cosine_topk(bank, queries, k)
+    _, idx64 = cosine_topk(bank.astype(np.float64), queries.astype(np.float64), k)
+    np.testing.assert_array_equal(idx32, expected)
+    np.testing.assert_array_equal(idx64, expected)
+
+
+def test_exact_ties_go_to_the_lower_bank_index() -> None:
+    bank = np.array([[0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [2.0, 2.0]])
+    sims, idx = cosine_topk(bank, np.array([[1.0, 1.0]]), 4)
+    np.testing.assert_array_equal(idx, [[4, 0, 1, 2]])
+    np.testing.assert_allclose(sims, [[1.0, 0.5**0.5, 0.5**0.5, 0.5**0.5]])
+    _, reversed_idx = cosine_topk(bank[::-1].copy(), np.array([[1.0, 1.0]]), 4)
+    np.testing.assert_array_equal(reversed_idx, [[0, 1, 2, 3]])
+
+
+def test_center_transform_subtracts_the_bank_mean() -> None:
+    # Raw, the query points nearest row 2; minus the bank mean (10, 0.3) rows 0 and 2 both point along +y
+    # like the query (a tie, lower index first) and row 1 points the other way.
+    bank = np.array([[10.0, 1.0], [10.0, -1.0], [10.0, 0.9]], dtype=np.float32)
+    query = np.array([[10.0, 0.8]], dtype=np.float32)
+    raw_sims, raw_idx = cosine_topk(*transformed(bank, query, "raw"), 3)
+    centred_sims, centred_idx = cosine_topk(*transformed(bank, query, "center"), 3)
+    np.testing.assert_array_equal(raw_idx, [[2, 0, 1]])
+    np.testing.assert_array_equal(centred_idx, [[0, 2, 1]])
+    np.testing.assert_allclose(centred_sims, [[1.0, 1.0, -1.0]])
+    assert raw_sims.min() > 0.98
+    train, test = _videos(bank, [10.0, 20.0, 30.0]), _videos(query, [0.0])
+    predicted = {}
+    for transform in ("raw", "center"):
+        config = KnnConfig(k=1, feature_transform=transform, ci_resamples=0)
+        predicted[transform] = run_knn(train, train, test, get_task("ef"), config).predictions["prediction"].item()
+    assert predicted == {"raw": 30.0, "center": 10.0}

@@ -46,7 +46,8 @@ def _regression_splits(seed: int, dim: int, noise: float, sizes: tuple[int, int,
 
 
 def _cfg(**kw: object) -> ProbeConfig:
-    return ProbeConfig(**{"ci_resamples": 0, **kw})
+    """The lr x weight-decay grid trainer (``sgd``); linear heads default to the closed form (test_probe_planted)."""
+    return ProbeConfig(**{"ci_resamples": 0, "solver": "sgd", **kw})
 
 
 @dataclasses.dataclass
@@ -281,7 +282,7 @@ def test_yaml_specs_load_into_the_config(name: str) -> None:
     ("values", "message"),
     [
         ({"lr": [0.1]}, "did you mean 'lrs'"),
-        ({"head": "conv"}, "head must be one of linear, mlp"),
+        ({"head": "conv"}, "head must be one of 'linear', 'mlp'"),
         ({"hidden": []}, "hidden"),
         ({"hidden": [256, 0]}, "hidden"),
         ({"lrs": []}, "lrs"),
@@ -291,7 +292,7 @@ def test_yaml_specs_load_into_the_config(name: str) -> None:
         ({"epochs": 0}, "epochs"),
         ({"batch_size": 2.5}, "batch_size"),
         ({"patience": 0}, "patience"),
-        ({"aggregate": "max"}, "aggregate must be one of mean, any"),
+        ({"aggregate": "max"}, "aggregate must be one of 'mean', 'any'"),
         ({"ci_resamples": -1}, "ci_resamples"),
     ],
 )

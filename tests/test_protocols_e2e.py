@@ -69,7 +69,13 @@ def test_every_protocol_runs_end_to_end(monkeypatch, capsys, synth_root, shared_
     sweep = summaries["label-sweep"]
     assert [row["fraction"] for row in sweep["summary"]] == [0.1, 0.2, 0.5, 1.0]
     assert all(len(sweep["per_seed"][f"mae@{f:g}"]) == 3 for f in (0.1, 0.2, 0.5, 1.0))
-    assert [row["n_train"] for row in sweep["summary"]] == sorted(row["n_train"] for row in sweep["summary"])
+    sizes = {(run["fraction"], run["seed"]): run["n_train"] for run in sweep["runs"]}
+    hashes = {(run["fraction"], run["seed"]): run["train_videos_hash"] for run in sweep["runs"]}
+    assert len(sizes) == 4 * 3 and all(sizes[(0.1, s)] <= sizes[(0.5, s)] <= sizes[(1.0, s)] for s in (0, 1, 2))
+    # At fraction 1.0 every seed trains on the whole labelled training split; below it the subsets differ.
+    assert len({hashes[(1.0, s)] for s in (0, 1, 2)}) == 1
+    assert len({hashes[(0.5, s)] for s in (0, 1, 2)}) > 1
+    assert len({hashes[(f, 0)] for f in (0.1, 0.2, 0.5, 1.0)}) == 4
     assert {"mae", "mae_sd", "mae_pooled"} <= set(summaries["kfold"]["metrics"])
     assert "mae_pooled" in summaries["kfold"]["ci95"]
     assert {"mean_sd", "metric_spread"} <= set(summaries["clip-variance"]["metrics"])

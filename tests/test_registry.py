@@ -69,3 +69,17 @@ def test_builtin_protocol_spec_and_user_override(tmp_path, monkeypatch):
     (tmp_path / "bad.yaml").write_text("name: x\n")
     with pytest.raises(UserError, match="lacks required key"):
         registry.load_protocol(str(tmp_path / "bad.yaml"))
+
+
+def test_protocol_families_are_entry_points() -> None:
+    from importlib import metadata
+
+    from echobench import registry
+    from echobench.protocols import Family, get_family
+
+    registered = {ep.name for ep in metadata.entry_points(group=registry.PROTOCOLS_GROUP)}
+    used = {registry.load_protocol(str(path)).family for path in registry.available_protocols().values()}
+    assert used <= registered
+    assert all(isinstance(get_family(name), Family) for name in registered)
+    with pytest.raises(UserError, match="unknown protocol 'knnn' \\(did you mean 'knn'\\?\\)"):
+        get_family("knnn")

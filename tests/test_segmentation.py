@@ -154,7 +154,7 @@ def test_protocols_and_tasks_must_match() -> None:
 
 def test_label_fraction_keeps_patients_whole() -> None:
     table = pd.DataFrame({"video_id": [f"v{i}" for i in range(12)], "patient_id": [f"p{i // 2}" for i in range(12)]})
-    ctx = SimpleNamespace(labelled=lambda split: (table, np.zeros(len(table), dtype=np.int64)))
+    ctx = SimpleNamespace(labelled=lambda split, record=True: (table, np.zeros(len(table), dtype=np.int64)))
     half = _fraction_of_training(ctx, 0.5, seed=3)  # type: ignore[arg-type]
     assert len(half) == 6 and half.groupby("patient_id").size().eq(2).all()
     assert half.equals(_fraction_of_training(ctx, 0.5, seed=3))  # type: ignore[arg-type]
@@ -242,7 +242,7 @@ def test_cli_random_init_segmentation(monkeypatch, capsys, tmp_path) -> None:
     summary = json.loads(invoke(monkeypatch, capsys, [*argv, "--dataset", "synthecho", *TINY]))
     assert summary["task"] == "lv_seg" and summary["protocol"] == "segmentation"
     record = json.loads(open(summary["result_path"]).read())
-    assert summary["result_path"].endswith("synthecho/segmentation-lv_seg.json")
+    assert summary["result_path"].endswith(f"synthecho/segmentation-lv_seg-{record['run_hash']}.json")
     assert 0 < record["metrics"]["dice"] < 1 and set(record["ci95"]) == set(record["metrics"])
     assert record["eval_clips"] == {"start": "traced"} and record["chosen"]["lr"] == 0.01
     predictions = pd.read_csv(record["predictions_csv"])

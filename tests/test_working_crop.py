@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sector_video import sector_clip, sector_mask
 
-from echobench.data.video_io import SECTOR_THRESHOLD, Crop, crop_resize, sector_box, working_crop
+from echobench.data.video_io import (
+    SECTOR_THRESHOLD,
+    Crop,
+    crop_resize,
+    mask_overlays,
+    resize_frames,
+    sector_box,
+    working_crop,
+)
 
 
 def frames_with_box(top: int, bottom: int, left: int, right: int, shape: tuple[int, int] = (60, 80)) -> np.ndarray:
@@ -53,3 +62,24 @@ def test_crop_resize_of_the_square_is_what_the_cache_stores(size: int) -> None:
     assert out.shape == (3, size, size)
     if size == 40:
         np.testing.assert_array_equal(out, frames[:, 10:50, 12:52])
+
+
+def test_ecg_trace_and_text_outside_the_sector_are_masked_before_the_crop() -> None:
+    height, width = 120, 160
+    clean = sector_clip(4, height, width, np.random.default_rng(0))
+    fan = sector_mask(height, width, width / 2, 2.0, 0.85 * height, np.radians(35.0))
+    overlaid = clean.copy()
+    # A green-channel ECG trace swept across the full width below the fan, and a text block in the top-left corner.
+    trace_rows = (110 + 4 * np.sin(np.arange(width) / 6)).astype(int)
+    for t in range(len(overlaid)):
+        overlaid[t, trace_rows[: 40 * (t + 1)], np.arange(width)[: 40 * (t + 1)]] = 180
+    overlaid[:, 3:9, 4:30] = 255
+    assert not (fan[trace_rows, np.arange(width)].any() or fan[3:9, 4:30].any())
+
+    crop = working_crop(overlaid)
+    assert crop == working_crop(clean)
+    rows, cols = np.flatnonzero(fan.any(axis=1)), np.flatnonzero(fan.any(axis=0))
+    assert sector_box(overlaid) == (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+    masked = mask_overlays(overlaid)
+    np.testing.assert_array_equal(masked, clean)
+    np.testing.assert_array_equal(resize_frames(overlaid, 32), resize_frames(clean, 32))

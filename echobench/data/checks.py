@@ -106,16 +106,6 @@ def check_rows(
     return report
 
 
-def pretraining_overlap_warning(pretrain_splits: list[str] | set[str], evaluated: str = "test") -> str | None:
-    """A warning line when the checkpoint was pretrained on the split the protocol reports metrics on."""
-    if evaluated not in set(pretrain_splits):
-        return None
-    return (
-        f"warning: the checkpoint was pretrained on the {evaluated} split ({', '.join(sorted(pretrain_splits))}); "
-        "its test metrics are not comparable to a checkpoint that never saw those videos"
-    )
-
-
 def _labels_out_of_range(table: pd.DataFrame, task: Task) -> dict[str, str]:
     if task.kind == "segmentation" or task.column not in table.columns or task.column not in LABEL_RANGES:
         return {}

@@ -33,12 +33,12 @@ from echobench import paths
 from echobench.atomic import atomic_dir, atomic_path, write_text_atomic
 from echobench.console import progress_bar
 from echobench.data.base import VideoDataset
-from echobench.data.video_io import Crop, crop_resize, working_crop
+from echobench.data.video_io import Crop, crop_resize, mask_overlays, working_crop
 from echobench.errors import UserError
 from echobench.locks import exclusive
 
 #: Bump when decoding or resizing changes, so caches written by older code are rebuilt.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 #: Frames per video used for normalisation statistics (evenly spaced; all frames of shorter videos).
 STATS_FRAMES_PER_VIDEO = 16
 
@@ -49,7 +49,7 @@ def stats_frames(num_frames: int, per_video: int = STATS_FRAMES_PER_VIDEO) -> np
 
 
 def _decode(read: Callable[[str], np.ndarray], path: str, size: int) -> tuple[np.ndarray, Crop]:
-    frames = read(path)
+    frames = mask_overlays(read(path))
     crop = working_crop(frames)
     return np.ascontiguousarray(crop_resize(frames, crop, size)), crop
 

@@ -54,6 +54,9 @@ class Task:
         column is a :class:`UserError`. A segmentation task's valid rows are the videos with traced ED and ES
         frames; its target is a placeholder 0 (the protocol reads the masks themselves).
         """
+        if len(table) == 0:
+            # An empty split has nothing to label; the caller names the split (ProtocolContext.features).
+            return np.zeros(0, dtype=np.int64 if self.is_classification else np.float64), np.zeros(0, dtype=bool)
         if self.kind == "segmentation":
             return self._traced(table, dataset)
         if self.column not in table.columns:

@@ -137,7 +137,15 @@ def _labels(report: Report, dataset: VideoDataset) -> None:
     for column in dataset.label_columns:
         values = table[column].to_numpy(np.float64)
         nan = list(ids[np.isnan(values)])
-        report.add(f"{column} present", nan, f"videos lack {column}", f"every video has {column}")
+        # As in run: a video without this label is left out of the tasks that need it; only a column with no
+        # value at all makes those tasks impossible.
+        report.add(
+            f"{column} present",
+            nan,
+            f"videos lack {column} (left out of tasks on {column})",
+            f"every video has {column}",
+            severity="fault" if len(nan) == len(values) else "warning",
+        )
         if column in LABEL_RANGES:
             low, high = LABEL_RANGES[column]
             outside = ~np.isnan(values) & ((values < low) | (values > high))

@@ -110,22 +110,57 @@ def centre_square(height: int, width: int) -> Crop:
 SECTOR_THRESHOLD = 8
 
 
-def sector_box(frames: np.ndarray, threshold: int = SECTOR_THRESHOLD) -> tuple[int, int, int, int] | None:
-    """``(top, bottom, left, right)`` (bottom/right exclusive) of the pixels above ``threshold`` in the max
-    projection over frames ``(T, H, W)``; ``None`` when every pixel is background."""
-    peak = frames.max(axis=0)
-    rows = np.flatnonzero((peak > threshold).any(axis=1))
-    if not rows.size:
+#: A bright region smaller than this fraction of the largest one is an overlay (ECG trace, text, markers), not
+#: part of the sector: overlays are thin or small and separated from the sector by black background.
+OVERLAY_FRACTION = 0.05
+
+
+def sector_region(frames: np.ndarray, threshold: int = SECTOR_THRESHOLD) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(sector, overlays)``: boolean ``(H, W)`` maps of the ultrasound sector and of the bright pixels outside it.
+
+    Pixels above ``threshold`` in the max projection over frames ``(T, H, W)`` are split into 8-connected regions;
+    the largest is the sector, together with any region at least :data:`OVERLAY_FRACTION` of its size (a sector
+    split by a dark band); smaller regions are overlays. ``None`` when every pixel is background.
+    """
+    bright = (frames.max(axis=0) > threshold).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=8)
+    if count <= 1:
         return None
-    cols = np.flatnonzero((peak > threshold).any(axis=0))
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    kept = np.flatnonzero(areas >= OVERLAY_FRACTION * areas.max()) + 1
+    sector = np.isin(labels, kept)
+    return sector, bright.astype(bool) & ~sector
+
+
+def mask_overlays(frames: np.ndarray, threshold: int = SECTOR_THRESHOLD) -> np.ndarray:
+    """Frames ``(T, H, W)`` with overlays outside the sector (ECG trace, text) set to black, so neither the crop box
+    nor the model sees them; the overlay map is grown by one pixel to take their anti-aliased edges too."""
+    regions = sector_region(frames, threshold)
+    if regions is None or not regions[1].any():
+        return frames
+    sector, overlays = regions
+    grown = cv2.dilate(overlays.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~sector
+    return np.where(grown[None], 0, frames).astype(frames.dtype)
+
+
+def sector_box(frames: np.ndarray, threshold: int = SECTOR_THRESHOLD) -> tuple[int, int, int, int] | None:
+    """``(top, bottom, left, right)`` (bottom/right exclusive) of the sector (:func:`sector_region`, overlays
+    left out) in frames ``(T, H, W)``; ``None`` when every pixel is background."""
+    regions = sector_region(frames, threshold)
+    if regions is None:
+        return None
+    sector = regions[0]
+    rows = np.flatnonzero(sector.any(axis=1))
+    cols = np.flatnonzero(sector.any(axis=0))
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def working_crop(frames: np.ndarray) -> Crop:
     """The crop rule every dataset's frames ``(T, H, W)`` go through before resizing to the working size.
 
-    The bounding box of the ultrasound sector (:func:`sector_box`) made square around its centre by extending the
-    shorter side, so the anatomy keeps its aspect ratio and black margins, labels outside the sector's rows and
+    The bounding box of the ultrasound sector (:func:`sector_box`, overlays such as an ECG trace or text left out;
+    :func:`mask_overlays` blacks them out of the frames) made square around its centre by extending the shorter
+    side, so the anatomy keeps its aspect ratio and black margins, labels outside the sector's rows and
     columns, and differences in native frame size between scanners stop mattering. Pixels the square takes from
     outside the image are black. Frames that are entirely sector (EchoNet's 112x112) give their own square; an
     all-black video falls back to the centred square.
@@ -160,5 +195,6 @@ def crop_resize(images: np.ndarray, crop: Crop, size: int, nearest: bool = False
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """Frames ``(T, H, W)`` → ``(T, size, size)`` by :func:`working_crop` and area interpolation."""
+    """Frames ``(T, H, W)`` → ``(T, size, size)``: overlays masked, :func:`working_crop`, area interpolation."""
+    frames = mask_overlays(frames)
     return crop_resize(frames, working_crop(frames), size)

@@ -1,4 +1,5 @@
-"""Protocol families: each maps a YAML spec's ``family`` to its config dataclass and its runner.
+"""Protocol families: each maps a YAML spec's ``family`` to its config dataclass and its runner. Families are
+entry points of the ``echobench.protocols`` group (the built-in ones in :mod:`echobench.protocols.families`).
 
 ``frozen`` families read the embedding cache; ``trains`` families fit something whose result depends on a seed,
 so ``--seeds N`` repeats them; ``check`` (optional) validates the config against the dataset before any
@@ -12,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from echobench.config import did_you_mean
 from echobench.data.tasks import Task
 from echobench.errors import UserError
 
@@ -27,39 +27,14 @@ class Family:
     task_kinds: tuple[str, ...] | None = ("classification", "regression")
 
 
-def families() -> dict[str, Family]:
-    from echobench.protocols import finetune, frozen, segmentation, token_heads, wrappers
-
-    return {
-        "knn": Family(frozen.knn_config, frozen.run_knn_family, frozen=True, trains=False),
-        "probe": Family(frozen.probe_config, frozen.run_probe_family, frozen=True),
-        "tokens": Family(token_heads.TokenHeadConfig.from_dict, token_heads.run_token_head_family, frozen=True),
-        "clip_variance": Family(frozen.clip_variance_config, frozen.run_clip_variance_family, frozen=True),
-        "finetune": Family(finetune.FinetuneConfig.from_dict, finetune.run_finetune_family, frozen=False),
-        "label_sweep": Family(
-            wrappers.SweepConfig.from_dict, wrappers.run_sweep_family, frozen=False, trains=False, task_kinds=None
-        ),
-        "kfold": Family(
-            wrappers.KfoldConfig.from_dict,
-            wrappers.run_kfold_family,
-            frozen=False,
-            check=wrappers.check_kfold,
-            task_kinds=None,
-        ),
-        "segmentation": Family(
-            segmentation.SegmentationConfig.from_dict,
-            segmentation.run_segmentation_family,
-            frozen=True,
-            task_kinds=("segmentation",),
-        ),
-    }
-
-
 def get_family(name: str) -> Family:
-    known = families()
-    if name not in known:
-        raise UserError(f"unknown protocol family {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
-    return known[name]
+    """The family registered as ``name`` in the ``echobench.protocols`` entry-point group."""
+    from echobench import registry
+
+    family = registry.load(registry.PROTOCOLS_GROUP, name)
+    if not isinstance(family, Family):
+        raise UserError(f"protocol family {name!r} does not point at an echobench.protocols.Family")
+    return family
 
 
 def check_task(protocol: str, family: Family, config: Any, task: Task) -> None:

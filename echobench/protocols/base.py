@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 
-from echobench.config import did_you_mean
+from echobench.config import apply_overrides, did_you_mean
 from echobench.errors import UserError
 
 C = TypeVar("C")
@@ -74,16 +74,22 @@ class ProtocolResult:
     predictions: pd.DataFrame
     per_seed: dict[str, list[float]] = field(default_factory=dict)
     summary: pd.DataFrame | None = None
+    runs: list[dict[str, Any]] | None = None
 
 
 def config_from_mapping(cls: type[C], values: Mapping[str, Any], protocol: str) -> C:
-    """Build a protocol config dataclass from a YAML ``config`` block; unknown keys are a :class:`UserError`."""
+    """Build a protocol config dataclass from a YAML ``config`` block and ``--set protocol.*`` values.
+
+    Values take the same typed path as every other ``--set`` section (:func:`echobench.config.apply_overrides`:
+    coercion to the field's annotation, one-line errors); unknown keys are a :class:`UserError` naming the
+    closest setting.
+    """
     known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     for key in values:
         if key not in known:
             hint = did_you_mean(key, known)
             raise UserError(f"{protocol}: unknown setting {key!r}{hint}; known settings: {', '.join(known)}")
-    return cls(**values)
+    return apply_overrides(cls(), dict(values), where="protocol")
 
 
 def check_split(protocol: str, name: str, fs: FeatureSet, task: Any) -> None:

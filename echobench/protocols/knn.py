@@ -1,7 +1,11 @@
 """DINO weighted k-nearest-neighbour protocol on frozen features (FAISS).
 
 Features are L2-normalised so that cosine similarity is an inner product (``IndexFlatIP``; a GPU index when
-FAISS is built with GPU support and CUDA is available). A neighbour with similarity ``s`` votes with weight
+FAISS is built with GPU support and CUDA is available). ``feature_transform: center`` first subtracts the bank's
+mean feature. FAISS proposes candidates in float32; they are re-ranked by exact float64 similarity, ties going to
+the lower bank index, so neighbours (and every metric) are reproducible even when features nearly coincide.
+
+A neighbour with similarity ``s`` votes with weight
 ``exp(s / T)``: for classification a class's score is the summed weight of its neighbours, normalised over
 classes (the positive class's share is the AUROC score); for regression the prediction is the weighted mean
 of the neighbours' targets. One search at the largest ``k`` serves every ``k`` of the grid, because FAISS
@@ -41,6 +45,7 @@ _CPU_DATABASE_BLOCK = 8192
 
 Aggregate = Literal["mean", "any"]
 Variant = Literal["standard", "discover_code"]
+FeatureTransform = Literal["raw", "center"]
 _AGGREGATES: tuple[str, ...] = ("mean", "any")
 _VARIANTS: tuple[str, ...] = ("standard", "discover_code")
 
@@ -57,6 +62,7 @@ class KnnConfig:
     temperature: float = 0.07
     aggregate: Aggregate = "mean"
     variant: Variant = "standard"
+    feature_transform: FeatureTransform = "raw"
     ci_resamples: int = 1000
     seed: int = 0
 
@@ -71,6 +77,7 @@ class KnnConfig:
             raise UserError(f"knn: temperature must be > 0, got {self.temperature!r}")
         _check_choice("aggregate", self.aggregate, _AGGREGATES)
         _check_choice("variant", self.variant, _VARIANTS)
+        _check_choice("feature_transform", self.feature_transform, ("raw", "center"))
         if self.ci_resamples < 0:
             raise UserError(f"knn: ci_resamples must be >= 0 (0 = no intervals), got {self.ci_resamples}")
 
@@ -86,16 +93,75 @@ def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
 
 
 def cosine_topk(bank: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine similarities ``(n_queries, k)`` and bank indices of each query's ``k`` nearest bank rows.
+    """Cosine similarities ``(n_queries, k)`` (float64) and bank indices of each query's ``k`` nearest bank rows.
 
-    Rows are sorted by decreasing similarity. ``k`` must not exceed the bank size.
+    Rows are sorted by decreasing similarity, ties by increasing bank index. FAISS (float32) only proposes
+    candidates; they are re-ranked by their exact float64 similarity, so the ranking does not depend on float32
+    rounding or on FAISS's summation order. A query's candidates are sufficient when its k-th exact similarity
+    exceeds the last candidate's float32 similarity by more than the float32 error bound (no row left out can
+    rank above it); other queries are searched again with twice as many candidates, up to the whole bank.
+    ``k`` must not exceed the bank size.
     """
-    bank_n = _l2_normalised(bank)
-    index = _flat_ip_index(bank_n.shape[1], k)
-    index.add(bank_n)
-    with _blas_database_block(_CPU_DATABASE_BLOCK):
-        sims, idx = index.search(_l2_normalised(queries), k)
+    bank64, queries64 = _unit_rows(bank), _unit_rows(queries)
+    n_bank, dim = bank64.shape
+    bound = 4 * dim * float(np.finfo(np.float32).eps)
+    sims = np.empty((len(queries64), k))
+    idx = np.empty((len(queries64), k), dtype=np.int64)
+    pending = np.arange(len(queries64))
+    width = min(n_bank, max(2 * k, k + 32))
+    bank32 = np.ascontiguousarray(bank64, dtype=np.float32)
+    while pending.size:
+        if width >= n_bank or width > _GPU_MAX_K:
+            sims[pending], idx[pending] = _exact_topk(queries64[pending], bank64, None, k)
+            break
+        index = _flat_ip_index(dim, width)
+        index.add(bank32)
+        with _blas_database_block(_CPU_DATABASE_BLOCK):
+            approx, candidates = index.search(np.ascontiguousarray(queries64[pending], dtype=np.float32), width)
+        top_sims, top_idx = _exact_topk(queries64[pending], bank64, candidates, k)
+        done = top_sims[:, -1] > approx[:, -1].astype(np.float64) + bound
+        sims[pending[done]], idx[pending[done]] = top_sims[done], top_idx[done]
+        pending = pending[~done]
+        width = min(n_bank, 2 * width)
     return sims, idx
+
+
+def _exact_topk(
+    queries: np.ndarray, bank: np.ndarray, candidates: np.ndarray | None, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each query's candidate rows (all rows when ``None``) by float64 similarity, ties by bank
+    index; queries go in blocks so that no intermediate exceeds ~256 MiB."""
+    width = len(bank) if candidates is None else candidates.shape[1]
+    block = max(1, (1 << 25) // (width * (1 if candidates is None else bank.shape[1])))
+    sims, idx = np.empty((len(queries), k)), np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), block):
+        rows = slice(start, start + block)
+        if candidates is None:
+            exact = queries[rows] @ bank.T
+            rows_idx = np.broadcast_to(np.arange(len(bank)), exact.shape)
+        else:
+            rows_idx = candidates[rows]
+            exact = np.einsum("qd,qkd->qk", queries[rows], bank[rows_idx])
+        order = np.lexsort((rows_idx, -exact), axis=-1)[:, :k]
+        sims[rows] = np.take_along_axis(exact, order, axis=1)
+        idx[rows] = np.take_along_axis(rows_idx, order, axis=1)
+    return sims, idx
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm in float64 (a zero row stays zero)."""
+    out = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms > 0, norms, 1.0)
+
+
+def transformed(bank: np.ndarray, queries: np.ndarray, transform: str) -> tuple[np.ndarray, np.ndarray]:
+    """``raw``: features as encoded; ``center``: both minus the bank's mean (then L2-normalised by the search), a
+    common fix for features dominated by one shared direction (e.g. MAE encoders)."""
+    if transform == "raw":
+        return bank, queries
+    mean = np.asarray(bank, dtype=np.float64).mean(axis=0)
+    return np.asarray(bank, dtype=np.float64) - mean, np.asarray(queries, dtype=np.float64) - mean
 
 
 @contextlib.contextmanager
@@ -112,12 +178,6 @@ def _blas_database_block(rows: int) -> Iterator[None]:
         yield
     finally:
         faiss.cvar.distance_compute_blas_database_bs = previous
-
-
-def _l2_normalised(x: np.ndarray) -> np.ndarray:
-    out = np.array(x, dtype=np.float32, order="C", copy=True)
-    faiss.normalize_L2(out)
-    return out
 
 
 def _flat_ip_index(dim: int, k: int) -> faiss.Index:
@@ -179,11 +239,11 @@ def run_knn(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, co
 
 def _predict(bank: FeatureSet, queries: FeatureSet, ks: list[int], task: Task, config: KnnConfig) -> _VideoOutputs:
     """Per-video predictions of ``queries`` for every ``k`` in ``ks`` (ascending) from one search."""
-    sims, idx = cosine_topk(bank.features, queries.features, max(ks))
+    sims, idx = cosine_topk(*transformed(bank.features, queries.features, config.feature_transform), max(ks))
     neighbour_targets = bank.targets[bank.clip_video][idx]
     # Shifting by the row maximum rescales a query's weights uniformly (shares and weighted means are
     # unchanged) and keeps exp finite for small temperatures.
-    weights = np.exp((sims.astype(np.float64) - sims.max(axis=1, keepdims=True)) / config.temperature)
+    weights = np.exp((sims - sims.max(axis=1, keepdims=True)) / config.temperature)
     columns = np.asarray(ks) - 1
     if not task.is_classification:
         cum_w = np.cumsum(weights, axis=1)[:, columns]

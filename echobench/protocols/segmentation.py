@@ -304,7 +304,7 @@ def run_segmentation(
 
 
 def _fraction_of_training(ctx: ProtocolContext, fraction: float, seed: int) -> pd.DataFrame:
-    table, targets = ctx.labelled("train")
+    table, targets = ctx.labelled("train", record=False)
     rows = label_fraction_subsets(list(table["patient_id"]), targets, [fraction], [seed], stratify=False)
     return table.iloc[rows[(fraction, seed)]]
 

@@ -8,7 +8,10 @@ of the dataset splits, so a whole sweep or k-fold costs about one encode pass.
   labelled training videos (:func:`echobench.data.subsets.label_fraction_subsets`), ``fractions`` × ``subset_seeds``;
   validation and test stay whole. Reported per fraction: mean and SD over seeds of every test metric
   (``<metric>@<fraction>``, ``<metric>_sd@<fraction>``); ``ci`` holds each run's bootstrap interval
-  (``<metric>@<fraction>@seed=<s>``).
+  (``<metric>@<fraction>@seed=<s>``); ``runs`` records each (fraction, seed)'s ``n_train`` and the hash of the
+  video ids it trained on. At fraction 1.0 every seed trains on the same videos (the whole labelled training
+  split, the same hash), so the SD there measures only the inner protocol's own seed (head initialisation and
+  minibatch order), not the choice of training videos.
 * ``kfold``: train+val videos are split into ``folds`` patient-grouped folds (stratified by class or target
   quantile); in round ``i`` fold ``i`` is the test set, fold ``i + 1`` (cyclically) the validation set and the rest
   the training set. Reported: mean and SD over folds of every test metric (``<metric>``, ``<metric>_sd``), and
@@ -35,6 +38,7 @@ from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
 from echobench.protocols.base import ProtocolResult, config_from_mapping
 from echobench.protocols.repeat import mean_sd
+from echobench.results import videos_hash
 
 WRAPPER_FAMILIES = ("label_sweep", "kfold")
 
@@ -56,7 +60,11 @@ class InnerProtocol:
         if not isinstance(self.inner_config, dict):
             raise UserError(f"inner_config must be a mapping of {self.inner} settings, got {self.inner_config!r}")
         family = get_family(spec.family)
-        return family, family.config_from_dict({**spec.settings.get("config", {}), **self.inner_config})
+        try:
+            return family, family.config_from_dict({**spec.settings.get("config", {}), **self.inner_config})
+        except UserError as exc:
+            # Inner settings arrive as protocol.inner_config={...}; say so, or "protocol.lrs" would mislead.
+            raise UserError(f"inner_config of {self.inner}: {exc}") from None
 
 
 @dataclass
@@ -110,7 +118,7 @@ class KfoldConfig(InnerProtocol):
 def run_sweep_family(ctx: ProtocolContext) -> ProtocolResult:
     cfg: SweepConfig = ctx.config
     family, inner_config = cfg.resolve()
-    train, targets = ctx.labelled("train")
+    train, targets = ctx.labelled("train", record=False)
     subsets = label_fraction_subsets(list(train["patient_id"]), targets, cfg.fractions, cfg.subset_seeds, cfg.stratify)
     runs: list[dict[str, Any]] = []
     ci: dict[str, tuple[float, float]] = {}
@@ -124,7 +132,16 @@ def run_sweep_family(ctx: ProtocolContext) -> ProtocolResult:
             )
             result = family.run(inner)
             tag = f"@{fraction:g}@seed={seed}"
-            runs.append({"fraction": fraction, "seed": seed, "n_train": len(rows), "result": result})
+            trained_on = train["video_id"].iloc[rows]
+            runs.append(
+                {
+                    "fraction": fraction,
+                    "seed": seed,
+                    "n_train": len(rows),
+                    "train_videos_hash": videos_hash(trained_on),
+                    "result": result,
+                }
+            )
             ci |= {f"{name}@{fraction:g}@seed={seed}": bounds for name, bounds in result.ci.items()}
             chosen |= {f"{name}{tag}": value for name, value in result.chosen.items()}
             predictions.append(result.predictions.assign(fraction=fraction, seed=seed))
@@ -137,6 +154,7 @@ def run_sweep_family(ctx: ProtocolContext) -> ProtocolResult:
         predictions=pd.concat(predictions, ignore_index=True),
         per_seed=per_seed,
         summary=summary,
+        runs=[{k: v for k, v in run.items() if k != "result"} | {"metrics": run["result"].metrics} for run in runs],
     )
 
 
@@ -149,7 +167,10 @@ def _per_fraction(
     rows = []
     for fraction in sorted({r["fraction"] for r in runs}):
         group = [r for r in runs if r["fraction"] == fraction]
-        row: dict[str, Any] = {"fraction": fraction, "n_train": int(np.mean([r["n_train"] for r in group]))}
+        sizes = sorted({r["n_train"] for r in group})
+        # Subsets of one fraction can differ in size (whole patients are drawn); show the range, never a mean.
+        n_train = sizes[0] if len(sizes) == 1 else f"{sizes[0]}-{sizes[-1]}"
+        row: dict[str, Any] = {"fraction": fraction, "n_train": n_train}
         for name in group[0]["result"].metrics:
             values = [r["result"].metrics[name] for r in group]
             mean, sd = mean_sd(values)
@@ -177,8 +198,8 @@ def check_kfold(config: KfoldConfig, dataset: VideoDataset, task: Task) -> None:
 def run_kfold_family(ctx: ProtocolContext) -> ProtocolResult:
     cfg: KfoldConfig = ctx.config
     family, inner_config = cfg.resolve()
-    train, train_targets = ctx.labelled("train")
-    val, val_targets = ctx.labelled("val")
+    train, train_targets = ctx.labelled("train", record=False)
+    val, val_targets = ctx.labelled("val", record=False)
     pool = pd.concat([train, val], ignore_index=True)
     targets = np.concatenate([train_targets, val_targets])
     held_out = [
