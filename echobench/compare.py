@@ -17,7 +17,7 @@ import pandas as pd
 
 from echobench.data.tasks import TASKS
 from echobench.errors import UserError
-from echobench.leaderboard import RESULT_KEYS, ResultFile, TaskSpec, metric_arrays, per_video
+from echobench.leaderboard import RESULT_KEYS, ResultFile, TaskSpec, aligned, metric_arrays, per_video
 from echobench.stats import paired_metric_bootstrap, unit_means, wilcoxon_p
 
 
@@ -62,18 +62,16 @@ def compare_results(path_a: Path, path_b: Path, metric: str | None = None, resam
                 "predictions_csv); paired comparisons need per-video predictions"
             )
         frames.append(per_video(frame))
-    joined = frames[0].merge(frames[1], on="video_id", suffixes=("_a", "_b"))
-    if len(joined) < 2:
-        raise UserError(f"{path_a} and {path_b} share {len(joined)} test video(s); they must predict the same videos")
-    left = joined[[c for c in joined.columns if c.endswith("_a")]].rename(columns=lambda c: c[:-2])
-    right = joined[[c for c in joined.columns if c.endswith("_b")]].rename(columns=lambda c: c[:-2])
+    left, right = aligned(frames[0], frames[1])
+    if len(left) < 2:
+        raise UserError(f"{path_a} and {path_b} share {len(left)} test video(s); they must predict the same videos")
     inputs_a, inputs_b = metric_arrays(left, task.kind, chosen), metric_arrays(right, task.kind, chosen)
     if inputs_a is None or inputs_b is None:
         raise UserError(f"metric {chosen!r} cannot be recomputed from the predictions of task {task_name}")
     probe = inputs_a[0](*inputs_a[1])
     if chosen not in probe:
         raise UserError(f"unknown metric {chosen!r} for task {task_name}; available: {', '.join(sorted(probe))}")
-    groups = joined["patient_id_a"].astype(str).tolist() if "patient_id_a" in joined.columns else None
+    groups = left["patient_id"].astype(str).tolist() if "patient_id" in left.columns else None
     diff, low, high = paired_metric_bootstrap(
         inputs_a[0], chosen, inputs_a[1], inputs_b[1], groups=groups, n_resamples=resamples
     )

@@ -34,7 +34,7 @@ RESULT_KEYS = frozenset({"schema", "method", "protocol", "metrics"})
 LEAKAGE_KEYS = ("evaluated_on_pretraining_split", "evaluated_on_pretraining_videos", "leakage")
 #: Settings that repeat a configuration rather than change it: seeds and the number of bootstrap resamples.
 REPEAT_FIELDS = frozenset({"seed", "ci_resamples", "subset_seeds"})
-TIE_RESAMPLES = 2000
+TIE_RESAMPLES = 1000
 REPORTED = "reported"
 REPRODUCED = "reproduced"
 
@@ -536,21 +536,26 @@ def paired_difference(
     """``metric(b) − metric(a)`` if ``row_first`` else ``metric(a) − metric(b)`` on the videos both predicted,
     with its paired bootstrap CI over videos (patients when a ``patient_id`` column is present)."""
     kind = TASKS[task.name].kind if task.name in TASKS else ("regression" if not task.higher_is_better else "")
-    a, b = per_video(a), per_video(b)
-    joined = a.merge(b, on="video_id", suffixes=("_a", "_b"), validate="one_to_one")
-    if joined.empty:
+    left, right = aligned(per_video(a), per_video(b))
+    if left.empty:
         return None
-    left = joined[[c for c in joined.columns if c.endswith("_a")]].rename(columns=lambda c: c[:-2])
-    right = joined[[c for c in joined.columns if c.endswith("_b")]].rename(columns=lambda c: c[:-2])
     first, second = (right, left) if row_first else (left, right)
     got_a, got_b = metric_arrays(first, kind, task.primary), metric_arrays(second, kind, task.primary)
     if got_a is None or got_b is None:
         return None
-    groups = joined["patient_id"].astype(str).tolist() if "patient_id" in joined.columns else None
+    groups = left["patient_id"].astype(str).tolist() if "patient_id" in left.columns else None
     diff, low, high = paired_metric_bootstrap(
         got_a[0], task.primary, got_a[1], got_b[1], groups=groups, n_resamples=resamples
     )
-    return diff, low, high, len(joined)
+    return diff, low, high, len(left)
+
+
+def aligned(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of ``a`` and ``b`` for the videos both predicted, in the same order (one row per video)."""
+    if len(a) == len(b) and (a["video_id"].to_numpy() == b["video_id"].to_numpy()).all():
+        return a.reset_index(drop=True), b.reset_index(drop=True)
+    shared = a[a["video_id"].isin(set(b["video_id"]))]
+    return shared.reset_index(drop=True), b.set_index("video_id").loc[shared["video_id"]].reset_index()
 
 
 # ---------------------------------------------------------------- formatting

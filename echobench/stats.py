@@ -170,7 +170,10 @@ def paired_metric_bootstrap(
     if any(len(x) != n for x in (*arrays_a, *arrays_b)):
         raise ValueError("paired_metric_bootstrap: every array needs one entry per video, in the same order")
     units = n if groups is None else len(np.unique(np.asarray(groups)))
-    point = metric_fn(*arrays_a)[metric] - metric_fn(*arrays_b)[metric]
+    everything = np.ones((1, n))
+    point = float(
+        _resampled(metric_fn, metric, everything, arrays_a)[0] - _resampled(metric_fn, metric, everything, arrays_b)[0]
+    )
     indices = np.random.default_rng(seed).integers(0, units, size=(n_resamples, units))
     counts = unit_counts(indices, groups, n)
     diffs = _resampled(metric_fn, metric, counts, arrays_a) - _resampled(metric_fn, metric, counts, arrays_b)

@@ -232,6 +232,16 @@ def test_outputs_are_deterministic(tmp_path):
     assert "data:image/png;base64," in second[2].read_text()
 
 
+def test_committed_example_board_rebuilds_byte_for_byte(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    invoke(
+        monkeypatch, capsys, ["leaderboard", "synthecho", "--results", "leaderboards/results", "--out", str(tmp_path)]
+    )
+    for suffix in ("md", "csv", "html"):
+        committed = REPO / "leaderboards" / f"synthecho.{suffix}"
+        assert (tmp_path / f"synthecho.{suffix}").read_bytes() == committed.read_bytes(), suffix
+
+
 def test_malformed_and_foreign_json_are_named_and_skipped(tmp_path, capsys):
     results = tmp_path / "results"
     write_result(results, "videomae", "linear", "ef", regression_frame(3, 0))
