@@ -279,3 +279,22 @@ def test_a_board_metric_that_no_result_reports_is_named(tmp_path):
     write_result(results, "videomae", "linear", "ef", regression_frame(3, 0))
     with pytest.raises(UserError, match="task ef names metric\\(s\\) mape that no result reports"):
         build(load_board(str(board)), discover_results(results))
+
+
+def test_plots_are_logged_to_a_given_mlflow_run(tmp_path, monkeypatch, capsys):
+    from mlflow.tracking import MlflowClient
+
+    from echobench.tracking import start_run, tracking_uri
+
+    results = tmp_path / "results"
+    write_result(results, "videomae", "knn", "ef_anomaly", classification_frame(0.7, 0))
+    with start_run("echobench-boards", "board", {}, {}) as run:
+        run_id = run.run_id
+    monkeypatch.chdir(REPO)
+    argv = ["leaderboard", "synthecho", "--results", str(results), "--out", str(tmp_path / "out")]
+    invoke(monkeypatch, capsys, [*argv, "--mlflow-run", run_id])
+    logged = sorted(a.path for a in MlflowClient(tracking_uri=tracking_uri()).list_artifacts(run_id, "leaderboard"))
+    assert logged == [
+        "leaderboard/reliability-synthecho-ef-anomaly-knn.png",
+        "leaderboard/roc-synthecho-ef-anomaly-knn.png",
+    ]
