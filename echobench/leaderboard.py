@@ -595,7 +595,8 @@ def rank_text(row: Row) -> str:
 
 
 def table_records(built: Built) -> list[dict[str, Any]]:
-    """The long CSV: one record per row with every metric's mean, SD, interval and interval source."""
+    """The long CSV: one record per row with every metric's mean, SD, interval and interval source (empty when
+    undefined)."""
     records = []
     for table in built.tables:
         for row in table.rows:
@@ -619,10 +620,9 @@ def table_records(built: Built) -> list[dict[str, Any]]:
             }
             for metric in table.task.metrics:
                 entry = row.metrics.get(metric, {})
-                record[metric] = fmt(entry.get("mean", float("nan")), 6)
-                record[f"{metric}_sd"] = fmt(entry.get("sd", float("nan")), 6)
-                record[f"{metric}_ci_low"] = fmt(entry.get("ci_low", float("nan")), 6)
-                record[f"{metric}_ci_high"] = fmt(entry.get("ci_high", float("nan")), 6)
+                for key, suffix in (("mean", ""), ("sd", "_sd"), ("ci_low", "_ci_low"), ("ci_high", "_ci_high")):
+                    value = entry.get(key, float("nan"))
+                    record[f"{metric}{suffix}"] = "" if math.isnan(value) else f"{value:.6f}"
                 record[f"{metric}_ci_source"] = entry.get("ci_source", "")
             records.append(record)
     return records
