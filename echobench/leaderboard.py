@@ -373,10 +373,14 @@ def build(board: Board, results: list[ResultFile], with_published: bool = False)
         spec = board.task(published[0].task)
         assert spec is not None
         title = next((s.title for s in board.sections if s.frozen == published[0].frozen), board.sections[0].title)
-        key = (title, published[0].dataset, spec.name, published[0].protocol)
+        protocol = published[0].protocol
+        if published[0].label_fraction != 1.0:
+            # Fewer training labels is another benchmark, not a row to rank against full-label results.
+            protocol = f"{protocol} ({published[0].label_fraction:.0%} labels)"
+        key = (title, published[0].dataset, spec.name, protocol)
         if key not in tables:
             frozen = next(s.frozen for s in board.sections if s.title == title)
-            tables[key] = Table(title, frozen, published[0].dataset, spec, published[0].protocol)
+            tables[key] = Table(title, frozen, published[0].dataset, spec, protocol)
         tables[key].rows.append(_reported_row(published, spec))
     ordered = [t for t in tables.values() if t.rows]
     for table in ordered:

@@ -298,3 +298,12 @@ def test_plots_are_logged_to_a_given_mlflow_run(tmp_path, monkeypatch, capsys):
         "leaderboard/reliability-synthecho-ef-anomaly-knn.png",
         "leaderboard/roc-synthecho-ef-anomaly-knn.png",
     ]
+
+
+def test_reported_rows_with_fewer_training_labels_get_their_own_tables():
+    built = build(load_board("camus-seg"), [])
+    protocols = [t.protocol for t in built.tables if t.section == "Frozen encoder"]
+    assert protocols[0] == "segmentation"
+    assert {"segmentation (10% labels)", "segmentation (20% labels)", "segmentation (50% labels)"} <= set(protocols)
+    full = built.tables[0]
+    assert all("labels" not in row.setting or "100% training labels" in row.setting for row in full.rows)
