@@ -303,6 +303,81 @@ def data_prepare(
         console.print(f"[yellow]skipped[/] {escape(video_id)}: {escape(reason)}", highlight=False, soft_wrap=True)
 
 
+# ---------------------------------------------------------------- leaderboards and paired comparisons
+
+
+@app.command()
+def leaderboard(
+    board: Annotated[
+        str | None, typer.Argument(help="Board name (leaderboards/<name>.yaml) or path; all if omitted")
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option(help="Folder of result JSON (default: $ECHOBENCH_HOME/results)")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: $ECHOBENCH_HOME/leaderboards)")] = None,
+    with_published: Annotated[
+        bool, typer.Option("--with-published", help="Rank numbers reported in papers together with reproduced rows")
+    ] = False,
+    mlflow_run: Annotated[
+        str | None, typer.Option("--mlflow-run", help="Also log the plots as artifacts of this MLflow run id")
+    ] = None,
+) -> None:
+    """Build a leaderboard from result files: Markdown, CSV and a self-contained HTML page with plots."""
+    from echobench.board_output import board_plots, log_plots_to_mlflow, print_board, write_outputs
+    from echobench.leaderboard import available_boards, build, discover_results, load_board
+    from echobench.paths import echobench_home, results_dir
+
+    names = [board] if board is not None else list(available_boards())
+    if not names:
+        raise UserError("no boards found; run from the echobench checkout or pass a path to a board YAML")
+    found = discover_results(results if results is not None else results_dir())
+    target = out if out is not None else echobench_home() / "leaderboards"
+    for name in names:
+        built = build(load_board(name), found, with_published=with_published)
+        figures = board_plots(built)
+        print_board(built)
+        for path in write_outputs(built, target, figures):
+            console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+        if mlflow_run is not None:
+            from echobench.tracking import tracking_uri
+
+            log_plots_to_mlflow(mlflow_run, figures, tracking_uri())
+            console.print(f"logged {len(figures)} plots to MLflow run {mlflow_run}")
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="Result JSON of method A")],
+    b: Annotated[Path, typer.Argument(help="Result JSON of method B (same dataset, task and test videos)")],
+    metric: Annotated[str | None, typer.Option(help="Metric (default: the task's primary metric)")] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples")] = 2000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+) -> None:
+    """Paired comparison of two results on their shared test videos: A − B with a paired bootstrap CI
+    (patients resampled when the predictions carry patient_id) and the Wilcoxon signed-rank p-value."""
+    from echobench.compare import compare_results
+
+    report = compare_results(a, b, metric=metric, resamples=resamples)
+    table = Table(title=f"{report['method_a']} vs {report['method_b']} · {report['task']} · {report['dataset']}")
+    for column in ("metric", "A", "B", "A − B", "95% CI (paired bootstrap)", "Wilcoxon p", "units"):
+        table.add_column(column)
+    table.add_row(
+        report["metric"],
+        _fmt(report["value_a"]),
+        _fmt(report["value_b"]),
+        _fmt(report["difference"]),
+        f"[{_fmt(report['ci_low'])}, {_fmt(report['ci_high'])}]",
+        f"{report['wilcoxon_p']:.4g}",
+        f"{report['n_units']} {report['unit']}s",
+    )
+    table.caption = report["verdict"]
+    console.print(table)
+    if as_json:
+        from echobench.results import json_safe
+
+        sys.stdout.write(json.dumps(json_safe(report)) + "\n")
+
+
 def _metrics_table(summary: dict[str, Any]) -> Table:
     title = f"{summary['method']} · {summary['protocol']} · {summary['task']} · {summary['dataset']}"
     table = Table(title=title)

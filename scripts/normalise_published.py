@@ -1,0 +1,30 @@
+"""Write ``leaderboards/published/<paper>.csv`` from the checked transcription of the seed papers' tables.
+
+    python scripts/normalise_published.py PATH/TO/published.csv
+
+Units are normalised by the explicit rules in ``echobench.published``; each row keeps the printed metric, value,
+dataset, task, protocol and source (paper file and table).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from echobench.published import normalise_file, write_rows
+
+OUT = Path(__file__).resolve().parent.parent / "leaderboards" / "published"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path, help="the transcription CSV (method,dataset,protocol,task,metric,...)")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    for paper, rows in normalise_file(args.source).items():
+        write_rows(OUT / f"{paper}.csv", rows)
+        print(f"{OUT / paper}.csv: {len(rows)} rows")
+
+
+if __name__ == "__main__":
+    main()
