@@ -29,7 +29,7 @@ from echobench.models.distill import DINOHead, dino_loss, ema_update_, update_ce
 from echobench.models.masking import gather_tokens, random_mask
 from echobench.models.vit import VideoViT
 from echobench_plugins.discover.losses import scd_loss, teacher_temperature, tubelet_average
-from echobench_plugins.image_dino.config_errors import require
+from echobench_plugins.image_dino.common import head_hidden_dim, require
 from echobench_plugins.image_dino.encoder import FrameViT
 
 
@@ -48,7 +48,8 @@ class DiscoverConfig(MethodConfig):
     Not in the paper (echobench's choices):
 
     - ``head="dino"``: DINO heads (3-layer MLP, ``head_hidden_dim``, ``head_bottleneck_dim`` bottleneck, L2-norm,
-      weight-normalised last layer to ``head_out_dim``) with teacher centring (``center_momentum`` 0.9) and the
+      weight-normalised last layer to ``head_out_dim``; ``head_hidden_dim`` ``None`` = DINO's 2048 capped at 4× the
+      encoder width, so a ViT-T's heads do not outweigh it) with teacher centring (``center_momentum`` 0.9) and the
       last layer frozen for ``freeze_last_layer_epochs``; the paper's literal linear heads without centring
       (Eq. 3) are ``head="linear", center=False``. ``head_out_dim`` (4096) is not given in the paper.
     - ``image_mask_ratio`` 0.5 (not given); image masks are uniform random over a frame's patches.
@@ -77,7 +78,7 @@ class DiscoverConfig(MethodConfig):
     head: Literal["dino", "linear"] = "dino"
     center: bool = True
     head_out_dim: int = 4096
-    head_hidden_dim: int = 2048
+    head_hidden_dim: int | None = None
     head_bottleneck_dim: int = 256
     student_temp: float = 0.1
     teacher_temp_start: float = 0.04
@@ -118,6 +119,8 @@ class DiscoverConfig(MethodConfig):
         require(0.0 <= self.ema_momentum <= 1.0, "ema_momentum", self.ema_momentum, "in [0, 1]")
         require(0.0 <= self.center_momentum <= 1.0, "center_momentum", self.center_momentum, "in [0, 1]")
         require(self.freeze_last_layer_epochs >= 0, "freeze_last_layer_epochs", self.freeze_last_layer_epochs, ">= 0")
+        if self.head_hidden_dim is not None:
+            require(self.head_hidden_dim >= 1, "head_hidden_dim", self.head_hidden_dim, ">= 1 or null")
         require(self.decoder_depth >= 1, "decoder_depth", self.decoder_depth, ">= 1")
 
 
@@ -133,7 +136,9 @@ class Branch(nn.Module):
 def make_head(config: DiscoverConfig, in_dim: int) -> nn.Module:
     if config.head == "linear":
         return nn.Linear(in_dim, config.head_out_dim, bias=False)
-    return DINOHead(in_dim, config.head_out_dim, config.head_hidden_dim, config.head_bottleneck_dim)
+    return DINOHead(
+        in_dim, config.head_out_dim, head_hidden_dim(config.head_hidden_dim, in_dim), config.head_bottleneck_dim
+    )
 
 
 def teacher_of(student: Branch) -> Branch:

@@ -21,7 +21,7 @@ from torch import nn
 from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, TrainState
 from echobench.models.distill import DINOHead, dino_loss, ema_update_, update_center
 from echobench_plugins.discover.losses import teacher_temperature
-from echobench_plugins.image_dino.config_errors import require
+from echobench_plugins.image_dino.common import head_hidden_dim, require
 from echobench_plugins.image_dino.encoder import FrameViT
 
 
@@ -29,8 +29,9 @@ from echobench_plugins.image_dino.encoder import FrameViT
 class ImageDINOConfig(MethodConfig):
     """DINO's recipe on frames; the clip geometry defaults to DISCOVER's paper profile, the baseline it serves.
 
-    DINO (ViT-S/16 recipe): 2 global crops of scale (0.4, 1) (DINO's default 0.4 lower bound for small crops
-    numbers), local crops of scale (0.05, 0.4), head 3-layer MLP 2048 → 256 → weight-normed ``head_out_dim``,
+    DINO (ViT-S/16 recipe): 2 global crops of scale (0.4, 1), local crops of scale (0.05, 0.4), head 3-layer MLP
+    (hidden ``head_hidden_dim``: ``None`` = DINO's 2048 capped at 4× the encoder width) → 256 → weight-normed
+    ``head_out_dim``,
     τ_s = 0.1, τ_t 0.04 → 0.07 warmed over the first 30 of its epochs (fraction 30/400 as DISCOVER's
     comparison), centre momentum 0.9, teacher EMA 0.996 → 1 (cosine), last layer frozen in the first epoch;
     ``pretrain_defaults``: lr 5e-4 × batch/256, wd 0.04 → 0.4 (cosine), AdamW betas (0.9, 0.999).
@@ -53,7 +54,7 @@ class ImageDINOConfig(MethodConfig):
     global_scale: tuple[float, float] = (0.4, 1.0)
     local_scale: tuple[float, float] = (0.05, 0.4)
     head_out_dim: int = 4096
-    head_hidden_dim: int = 2048
+    head_hidden_dim: int | None = None
     head_bottleneck_dim: int = 256
     student_temp: float = 0.1
     teacher_temp_start: float = 0.04
@@ -131,9 +132,8 @@ class ImageDINO(Method):
         self.student = FrameViT.for_clips(
             config.model, config.frames, config.size, config.patch, config.in_chans, drop_path=config.drop_path
         )
-        self.student_head = DINOHead(
-            self.student.embed_dim, config.head_out_dim, config.head_hidden_dim, config.head_bottleneck_dim
-        )
+        hidden = head_hidden_dim(config.head_hidden_dim, self.student.embed_dim)
+        self.student_head = DINOHead(self.student.embed_dim, config.head_out_dim, hidden, config.head_bottleneck_dim)
         self.teacher = nn.ModuleDict({"encoder": copy.deepcopy(self.student), "head": copy.deepcopy(self.student_head)})
         self.teacher.requires_grad_(False)
         self.register_buffer("center", torch.zeros(1, config.head_out_dim))
