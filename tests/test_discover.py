@@ -267,3 +267,13 @@ def test_knn_and_linear_run_on_synthecho(monkeypatch, capsys, synth_root, method
     linear = json.loads(invoke(monkeypatch, capsys, [*base, *small, "--protocol", "linear", *linear_settings]))
     assert linear["checkpoint_hash"] == knn["checkpoint_hash"]
     assert linear["task"] == "ef" and np.isfinite(linear["metrics"]["r2"])
+
+
+def test_knn_discover_spec_tiles_videos_and_calls_any_abnormal_clip(monkeypatch, capsys, synth_root) -> None:
+    argv = ["run", "--method", "random_init", "--protocol", "knn-discover", "--data-root", str(synth_root)]
+    summary = json.loads(invoke(monkeypatch, capsys, [*argv, "--json", *TINY, *KNN]))
+    record = json.loads(Path(summary["result_path"]).read_text())
+    assert summary["task"] == "ef_anomaly" and summary["protocol"] == "knn-discover"
+    assert record["eval_clips"] == {"start": "all", "num_clips": 1}
+    assert record["protocol_config"]["aggregate"] == "any"
+    assert any(key.startswith("val_balanced_accuracy@k=") for key in summary["chosen"])
