@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, TrainState
@@ -182,7 +183,9 @@ class Discover(Method):
             num_patches=video.num_patches,
             out_dim=image.embed_dim,
         )
-        self.prototypes = nn.Parameter(torch.randn(config.scd_prototypes, image.embed_dim) * 0.02)
+        # Unit rows (the loss normalises them anyway): AdamW's per-coordinate step of about lr stays small next to
+        # entries of about 1/sqrt(D), where a 0.02-scale init would let each step turn the prototypes sharply.
+        self.prototypes = nn.Parameter(F.normalize(torch.randn(config.scd_prototypes, image.embed_dim), dim=1))
         self.register_buffer("video_center", torch.zeros(1, config.head_out_dim))
         self.register_buffer("image_center", torch.zeros(1, config.head_out_dim))
 

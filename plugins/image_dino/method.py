@@ -31,10 +31,10 @@ class ImageDINOConfig(MethodConfig):
 
     DINO (ViT-S/16 recipe): 2 global crops of scale (0.4, 1), local crops of scale (0.05, 0.4), head 3-layer MLP
     (hidden ``head_hidden_dim``: ``None`` = DINO's 2048 capped at 4× the encoder width) → 256 → weight-normed
-    ``head_out_dim``,
-    τ_s = 0.1, τ_t 0.04 → 0.07 warmed over the first 30 of its epochs (fraction 30/400 as DISCOVER's
-    comparison), centre momentum 0.9, teacher EMA 0.996 → 1 (cosine), last layer frozen in the first epoch;
-    ``pretrain_defaults``: lr 5e-4 × batch/256, wd 0.04 → 0.4 (cosine), AdamW betas (0.9, 0.999).
+    ``head_out_dim``, τ_s = 0.1, τ_t 0.04 → 0.07 over the first 30 epochs (here 30/400 of the run's epochs, as
+    DISCOVER's schedule, so both scale alike in short runs), centre momentum 0.9, teacher EMA 0.996 → 1 (cosine),
+    last layer frozen in the first epoch; ``pretrain_defaults``: lr 5e-4 × batch/256, wd 0.04 → 0.4 (cosine),
+    AdamW betas (0.9, 0.999), 10 % warm-up.
 
     Not DINO's (echobench's choices): ``local_crops`` 2 resized to the global size (the ViT's fixed position table
     has one size; DINO uses 10 crops at 96²); crops only, no flips or colour jitter (left–right orientation is
