@@ -1,0 +1,284 @@
+"""DISCOVER (Mishra et al., seed 004): video self-distillation + masked image self-distillation + semantic cluster
+distillation (SCD), as specified in METHODS.md.
+
+Per step, on clips ``(B, C, T, H, W)``:
+
+- video branch (Eqs. 1–4): the EMA teacher encodes the full clip; the student encodes ``video_views`` masked
+  views (space-time random masks, distinct per view); heads + softmax, cross-entropy of each student view against
+  the centred, sharpened teacher (:func:`echobench.models.distill.dino_loss`);
+- image branch (Eqs. 5–6): the same on individual frames with ``image_views`` masked views per frame;
+- SCD (Eqs. 7–9): the decoder ψ predicts features at the masked tokens of the first student view from its visible
+  tokens; the image teacher's patch features of the same frames (averaged over each tubelet's frames, detached)
+  are the targets; :func:`echobench_plugins.discover.losses.scd_loss` aligns their Sinkhorn cluster assignments.
+
+The loss is the sum of the three terms. Teachers follow their students by EMA after every optimiser step.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, TrainState
+from echobench.models.decoder import MAEDecoder
+from echobench.models.distill import DINOHead, dino_loss, ema_update_, update_center
+from echobench.models.masking import gather_tokens, random_mask
+from echobench.models.vit import VideoViT
+from echobench_plugins.discover.losses import scd_loss, teacher_temperature, tubelet_average
+from echobench_plugins.image_dino.common import head_hidden_dim, require
+from echobench_plugins.image_dino.encoder import FrameViT
+
+
+@dataclass
+class DiscoverConfig(MethodConfig):
+    """DISCOVER's hyperparameters; defaults are the paper profile.
+
+    Paper: 64 frames at stride 3, 112², tubelet 2×16×16, ViT-B; M = N = 4 masked views, video mask ratio 0.9; EMA
+    λ = 0.996; τ_s = 0.1, τ_t 0.04 → 0.07 over the first 30 of 400 epochs; K = 3000 prototypes, τ = 0.1, Sinkhorn
+    ε = 0.05 with 10 iterations; soft SCD targets (``scd_targets="hard"`` is the code's switch).
+
+    ``teacher_temp_warmup_fraction`` = 30/400: the warm-up is the paper's 30 epochs as a fraction of the run's
+    epochs (``total_steps / steps_per_epoch``), so a shorter run (the quick profile) warms up over the same share
+    of its training. The schedule is evaluated at ``TrainState.epoch_float``.
+
+    Not in the paper (echobench's choices):
+
+    - ``head="dino"``: DINO heads (3-layer MLP, ``head_hidden_dim``, ``head_bottleneck_dim`` bottleneck, L2-norm,
+      weight-normalised last layer to ``head_out_dim``; ``head_hidden_dim`` ``None`` = DINO's 2048 capped at 4× the
+      encoder width, so a ViT-T's heads do not outweigh it) with teacher centring (``center_momentum`` 0.9) and the
+      last layer frozen for ``freeze_last_layer_epochs``; the paper's literal linear heads without centring
+      (Eq. 3) are ``head="linear", center=False``. ``head_out_dim`` (4096) is not given in the paper.
+    - ``image_mask_ratio`` 0.5 (not given); image masks are uniform random over a frame's patches.
+    - ``image_frames``: frames per clip the image self-distillation loss uses, drawn at random (``None`` = every
+      frame, the paper's reading); the image teacher always encodes every frame for the SCD targets. A cost lever.
+    - the decoder ψ: a VideoMAE-style transformer decoder (:class:`echobench.models.decoder.MAEDecoder`) of
+      ``decoder_depth`` blocks, width ``decoder_dim`` (default half the encoder's) predicting image-feature-sized
+      vectors; SCD uses the first masked student view ("a masked video input").
+    - SCD targets of a video token: the mean of the image teacher's tokens at its spatial patch over its
+      ``tubelet`` frames. Sinkhorn on raw cosines (SwAV's convention), CE on cosines/τ.
+    - the total loss is the unweighted sum of the three terms (the paper gives no weights).
+    - ``encode_from``: downstream features come from the video teacher (default) or student.
+    """
+
+    model: str = "vit_base"
+    frames: int = 64
+    stride: int = 3
+    size: int = 112
+    patch: int = 16
+    tubelet: int = 2
+    video_views: int = 4
+    video_mask_ratio: float = 0.9
+    image_views: int = 4
+    image_mask_ratio: float = 0.5
+    image_frames: int | None = None
+    head: Literal["dino", "linear"] = "dino"
+    center: bool = True
+    head_out_dim: int = 4096
+    head_hidden_dim: int | None = None
+    head_bottleneck_dim: int = 256
+    student_temp: float = 0.1
+    teacher_temp_start: float = 0.04
+    teacher_temp_end: float = 0.07
+    teacher_temp_warmup_fraction: float = 30 / 400
+    center_momentum: float = 0.9
+    ema_momentum: float = 0.996
+    freeze_last_layer_epochs: int = 1
+    scd_prototypes: int = 3000
+    scd_temp: float = 0.1
+    sinkhorn_eps: float = 0.05
+    sinkhorn_iters: int = 10
+    scd_targets: Literal["soft", "hard"] = "soft"
+    decoder_dim: int | None = None
+    decoder_depth: int = 4
+    decoder_heads: int | None = None
+    encode_from: Literal["teacher", "student"] = "teacher"
+    drop_path: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.frames >= 1 and self.tubelet >= 1, "frames", self.frames, ">= 1 (and tubelet >= 1)")
+        require(self.frames % self.tubelet == 0, "frames", self.frames, f"divisible by tubelet {self.tubelet}")
+        require(self.video_views >= 1, "video_views", self.video_views, ">= 1 (M masked student views)")
+        require(self.image_views >= 1, "image_views", self.image_views, ">= 1 (N masked student views)")
+        for name in ("video_mask_ratio", "image_mask_ratio"):
+            ratio = getattr(self, name)
+            require(0.0 < ratio < 1.0, name, ratio, "in (0, 1)")
+        if self.image_frames is not None:
+            require(1 <= self.image_frames <= self.frames, "image_frames", self.image_frames, "in [1, frames] or null")
+        for name in ("student_temp", "teacher_temp_start", "teacher_temp_end", "scd_temp", "sinkhorn_eps"):
+            value = getattr(self, name)
+            require(value > 0, name, value, "> 0")
+        warmup = self.teacher_temp_warmup_fraction
+        require(warmup >= 0, "teacher_temp_warmup_fraction", warmup, ">= 0")
+        require(self.scd_prototypes >= 2, "scd_prototypes", self.scd_prototypes, ">= 2 (K prototypes)")
+        require(self.head_out_dim >= 2, "head_out_dim", self.head_out_dim, ">= 2")
+        require(self.sinkhorn_iters >= 1, "sinkhorn_iters", self.sinkhorn_iters, ">= 1")
+        require(0.0 <= self.ema_momentum <= 1.0, "ema_momentum", self.ema_momentum, "in [0, 1]")
+        require(0.0 <= self.center_momentum <= 1.0, "center_momentum", self.center_momentum, "in [0, 1]")
+        require(self.freeze_last_layer_epochs >= 0, "freeze_last_layer_epochs", self.freeze_last_layer_epochs, ">= 0")
+        if self.head_hidden_dim is not None:
+            require(self.head_hidden_dim >= 1, "head_hidden_dim", self.head_hidden_dim, ">= 1 or null")
+        require(self.decoder_depth >= 1, "decoder_depth", self.decoder_depth, ">= 1")
+
+
+class Branch(nn.Module):
+    """An encoder and its projection head: one student or one teacher (EMA pairs match by parameter name)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+
+def make_head(config: DiscoverConfig, in_dim: int) -> nn.Module:
+    if config.head == "linear":
+        return nn.Linear(in_dim, config.head_out_dim, bias=False)
+    return DINOHead(
+        in_dim, config.head_out_dim, head_hidden_dim(config.head_hidden_dim, in_dim), config.head_bottleneck_dim
+    )
+
+
+def teacher_of(student: Branch) -> Branch:
+    teacher = copy.deepcopy(student)
+    teacher.requires_grad_(False)
+    return teacher
+
+
+class Discover(Method):
+    name = "discover"
+    version = "0.1.0"
+    Config = DiscoverConfig
+    # Paper: batch 8, lr 1.5e-4, wd 0.05, 40 warm-up epochs of 400.
+    pretrain_defaults: ClassVar[dict[str, Any]] = {
+        "batch_size": 8,
+        "lr": 1.5e-4,
+        "lr_scaling": "none",
+        "weight_decay": 0.05,
+        "warmup_fraction": 40 / 400,
+    }
+
+    video_center: torch.Tensor
+    image_center: torch.Tensor
+
+    def __init__(self, config: DiscoverConfig) -> None:
+        super().__init__(config)
+        video = VideoViT.from_config(config, pos="sincos", cls_token=True, drop_path=config.drop_path)
+        image = FrameViT.for_clips(
+            config.model, config.frames, config.size, config.patch, config.in_chans, drop_path=config.drop_path
+        )
+        self.video_student = Branch(video, make_head(config, video.embed_dim))
+        self.video_teacher = teacher_of(self.video_student)
+        self.image_student = Branch(image, make_head(config, image.embed_dim))
+        self.image_teacher = teacher_of(self.image_student)
+        decoder_dim = config.decoder_dim or video.embed_dim // 2
+        self.decoder = MAEDecoder(
+            encoder_dim=video.embed_dim,
+            decoder_dim=decoder_dim,
+            depth=config.decoder_depth,
+            num_heads=config.decoder_heads or max(1, decoder_dim // 64),
+            num_patches=video.num_patches,
+            out_dim=image.embed_dim,
+        )
+        # Unit rows (the loss normalises them anyway): AdamW's per-coordinate step of about lr stays small next to
+        # entries of about 1/sqrt(D), where a 0.02-scale init would let each step turn the prototypes sharply.
+        self.prototypes = nn.Parameter(F.normalize(torch.randn(config.scd_prototypes, image.embed_dim), dim=1))
+        self.register_buffer("video_center", torch.zeros(1, config.head_out_dim))
+        self.register_buffer("image_center", torch.zeros(1, config.head_out_dim))
+
+    @property
+    def encoder(self) -> VideoViT:  # type: ignore[override]
+        branch = self.video_teacher if self.config.encode_from == "teacher" else self.video_student
+        return branch.encoder  # type: ignore[return-value]
+
+    def no_weight_decay(self) -> set[str]:
+        # The loss sees only normalised prototypes: decay would shrink their norm and so raise their effective lr.
+        return {"prototypes"}
+
+    def teacher_temperature(self, state: TrainState) -> float:
+        cfg = self.config
+        warmup_epochs = cfg.teacher_temp_warmup_fraction * state.total_steps / state.steps_per_epoch
+        return teacher_temperature(state.epoch_float, warmup_epochs, cfg.teacher_temp_start, cfg.teacher_temp_end)
+
+    def pretrain_step(self, batch: ClipBatch, state: TrainState) -> LossOutput:
+        cfg = self.config
+        clips = batch.clips
+        b, c, t, h, w = clips.shape
+        # The harness seeds the global RNG per step; deriving the mask generator from it keeps resume exact.
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        tau_t = self.teacher_temperature(state)
+
+        with torch.no_grad():
+            video_teacher_logits = self.video_teacher.head(self.video_teacher.encoder(clips)[:, 0])
+            frames = clips.transpose(1, 2).reshape(b * t, c, h, w)
+            image_teacher_out = self.image_teacher.encoder.encode_frames(frames)
+
+        video_tokens = self.video_student.encoder.embed(clips)
+        video_masks = random_mask(cfg.video_views * b, video_tokens.shape[1], cfg.video_mask_ratio, generator)
+        video_masks = video_masks.to(clips.device)
+        visible = gather_tokens(video_tokens.repeat(cfg.video_views, 1, 1), video_masks)
+        video_out = self.video_student.encoder.forward_tokens(visible)
+        video_student_logits = self.video_student.head(video_out[:, 0]).chunk(cfg.video_views)
+        loss_video = dino_loss(video_student_logits, video_teacher_logits, self.video_center, cfg.student_temp, tau_t)
+
+        chosen = self._image_frames(b, t, generator).to(clips.device)
+        image_teacher_logits = self.image_teacher.head(image_teacher_out[chosen, 0])
+        frame_tokens = self.image_student.encoder.frame_embed(frames[chosen])
+        image_masks = random_mask(cfg.image_views * len(chosen), frame_tokens.shape[1], cfg.image_mask_ratio, generator)
+        image_visible = gather_tokens(frame_tokens.repeat(cfg.image_views, 1, 1), image_masks.to(clips.device))
+        image_out = self.image_student.encoder.forward_tokens(image_visible)
+        image_student_logits = self.image_student.head(image_out[:, 0]).chunk(cfg.image_views)
+        loss_image = dino_loss(image_student_logits, image_teacher_logits, self.image_center, cfg.student_temp, tau_t)
+
+        first_view = video_masks[:b]
+        predicted = self.decoder(video_out[:b, 1:], first_view)
+        frame_features = image_teacher_out[:, 1:].reshape(b, t, -1, image_teacher_out.shape[-1])
+        targets = gather_tokens(tubelet_average(frame_features, cfg.tubelet), first_view, keep=True)
+        loss_scd = scd_loss(
+            predicted,
+            targets,
+            self.prototypes,
+            tau=cfg.scd_temp,
+            eps=cfg.sinkhorn_eps,
+            iters=cfg.sinkhorn_iters,
+            hard=cfg.scd_targets == "hard",
+        )
+
+        if cfg.center:
+            self.video_center.copy_(update_center(self.video_center, video_teacher_logits, cfg.center_momentum))
+            self.image_center.copy_(update_center(self.image_center, image_teacher_logits, cfg.center_momentum))
+        loss = loss_video + loss_image + loss_scd
+        terms = {
+            "video_distill": float(loss_video.detach()),
+            "image_distill": float(loss_image.detach()),
+            "scd": float(loss_scd.detach()),
+            "teacher_temp": tau_t,
+        }
+        return LossOutput(loss=loss, terms=terms)
+
+    def _image_frames(self, batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
+        """Indices into the ``batch·frames`` frames of the frames the image self-distillation uses."""
+        every = torch.arange(batch * frames)
+        if self.config.image_frames is None or self.config.image_frames == frames:
+            return every
+        picks = torch.rand(batch, frames, generator=generator).argsort(dim=1)[:, : self.config.image_frames]
+        return (picks + torch.arange(batch)[:, None] * frames).flatten()
+
+    def on_before_optimizer_step(self, state: TrainState, optimizer: torch.optim.Optimizer) -> None:
+        # DINO's stabiliser: the weight-normalised prototypes of the heads stay fixed during the first epoch(s).
+        if self.config.head != "dino" or state.epoch >= self.config.freeze_last_layer_epochs:
+            return
+        for branch in (self.video_student, self.image_student):
+            assert isinstance(branch.head, DINOHead)
+            for param in branch.head.last_layer_parameters():
+                param.grad = None
+
+    def after_step(self, state: TrainState) -> None:
+        ema_update_(self.video_teacher, self.video_student, self.config.ema_momentum)
+        ema_update_(self.image_teacher, self.image_student, self.config.ema_momentum)
+
+    def encode(self, clips: torch.Tensor) -> Embedding:
+        return self.encoder.forward_features(clips)
