@@ -254,7 +254,15 @@ class Method(nn.Module, abc.ABC):
     def eval_clip_spec(self) -> ClipSpec:
         """Geometry of clips fed to ``encode`` downstream (start and count are set by the protocol)."""
         c = self.config
-        return ClipSpec(frames=c.frames, stride=c.stride, size=c.size, seconds=c.seconds, start="fixed")
+        settings = {"start": "fixed"} | type(self).eval_clip_settings(c)
+        return ClipSpec(frames=c.frames, stride=c.stride, size=c.size, seconds=c.seconds, **settings)
+
+    @classmethod
+    def eval_clip_settings(cls, config: MethodConfig) -> dict[str, Any]:
+        """Evaluation-clip fields (``start``, ``num_clips``, ``start_frame``) that ``config`` imposes on every
+        protocol, over the protocol's ``eval_clips``; e.g. Temporal MAE's oracle ``{"start": "ed_es"}``, whose
+        encoder only ever sees clips spread from end-diastole to end-systole. Empty by default."""
+        return {}
 
     @abc.abstractmethod
     def pretrain_step(self, batch: ClipBatch, state: TrainState) -> LossOutput:
