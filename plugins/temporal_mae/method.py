@@ -91,18 +91,19 @@ class TemporalMAEConfig(MethodConfig):
         return self.config in ("oracle", "contrastive_oracle")
 
 
-def build_pixel_decoder(encoder: VideoViT, config: Any) -> MAEDecoder:
-    """An MAE decoder predicting every token's pixels, half the encoder's width with 64-wide heads by default."""
+def build_pixel_decoder(encoder: VideoViT, config: Any, grid: tuple[int, int, int]) -> MAEDecoder:
+    """An MAE decoder predicting the pixels of every token of ``grid`` (the encoder's input grid), half the
+    encoder's width with 64-wide heads by default."""
     decoder_dim = config.decoder_dim or encoder.embed_dim // 2
     return MAEDecoder(
         encoder_dim=encoder.embed_dim,
         decoder_dim=decoder_dim,
         depth=config.decoder_depth,
         num_heads=config.decoder_heads or max(1, decoder_dim // 64),
-        num_patches=encoder.num_patches,
+        num_patches=grid[0] * grid[1] * grid[2],
         out_dim=encoder.tubelet * encoder.patch * encoder.patch * encoder.in_chans,
         pos="sincos_3d",
-        grid=encoder.grid,
+        grid=grid,
     )
 
 
@@ -131,7 +132,7 @@ class TemporalMAE(Method):
     def __init__(self, config: TemporalMAEConfig) -> None:
         super().__init__(config)
         self.encoder = VideoViT.from_config(config, pos="learned_st", cls_token=True, drop_path=config.drop_path)
-        self.decoder = build_pixel_decoder(self.encoder, config)
+        self.decoder = build_pixel_decoder(self.encoder, config, self.encoder.grid)
 
     @classmethod
     def eval_clip_settings(cls, config: MethodConfig) -> dict[str, Any]:
