@@ -26,7 +26,9 @@ class ClipSpec:
     (``num_clips`` evenly spaced starts), ``all`` (every start at ``frames * stride`` spacing), ``ed_es``
     (``frames`` indices spread evenly from the end-diastolic to the end-systolic frame: Temporal MAE's oracle),
     ``traced`` (two clips per video with LV tracings, clip 0 holding the traced ED frame and clip 1 the traced ES
-    frame, each on the clip's stride lattice; videos without tracings give no clip — segmentation).
+    frame, each on the clip's stride lattice; videos without tracings give no clip — segmentation), ``uniform``
+    (one clip of ``frames`` indices ``round(linspace(0, n - 1, frames))`` over the whole video: EchoVisionFM's
+    "uniformly sampled 16 frames").
     ``clips_per_video`` > 1 samples that many clips of the same video with distinct random starts whenever the
     video is long enough (EchoCardMAE's temporal-invariant alignment).
 

@@ -176,6 +176,8 @@ def check_clip_fits(dataset: VideoDataset, spec: ClipSpec) -> None:
                 "(oracle) need them; use a dataset with LV tracings or a non-oracle method config"
             )
         return
+    if spec.start == "uniform":
+        return
     if spec.seconds is not None:
         bad = dataset.table[~(dataset.table["fps"] > 0)]
         if len(bad):
