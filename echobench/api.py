@@ -28,7 +28,9 @@ class ClipSpec:
     (``num_clips`` evenly spaced starts), ``all`` (every start at ``frames * stride`` spacing), ``ed_es``
     (``frames`` indices spread evenly from the end-diastolic to the end-systolic frame: Temporal MAE's oracle),
     ``traced`` (two clips per video with LV tracings, clip 0 holding the traced ED frame and clip 1 the traced ES
-    frame, each on the clip's stride lattice; videos without tracings give no clip — segmentation).
+    frame, each on the clip's stride lattice; videos without tracings give no clip — segmentation), ``uniform``
+    (one clip of ``frames`` indices ``round(linspace(0, n - 1, frames))`` over the whole video: EchoVisionFM's
+    "uniformly sampled 16 frames").
     ``clips_per_video`` > 1 samples that many clips of the same video with distinct random starts whenever the
     video is long enough (EchoCardMAE's temporal-invariant alignment).
 
@@ -256,7 +258,15 @@ class Method(nn.Module, abc.ABC):
     def eval_clip_spec(self) -> ClipSpec:
         """Geometry of clips fed to ``encode`` downstream (start and count are set by the protocol)."""
         c = self.config
-        return ClipSpec(frames=c.frames, stride=c.stride, size=c.size, seconds=c.seconds, start="fixed")
+        settings = {"start": "fixed"} | type(self).eval_clip_settings(c)
+        return ClipSpec(frames=c.frames, stride=c.stride, size=c.size, seconds=c.seconds, **settings)
+
+    @classmethod
+    def eval_clip_settings(cls, config: MethodConfig) -> dict[str, Any]:
+        """Evaluation-clip fields (``start``, ``num_clips``, ``start_frame``) that ``config`` imposes on every
+        protocol, over the protocol's ``eval_clips``; e.g. Temporal MAE's oracle ``{"start": "ed_es"}``, whose
+        encoder only ever sees clips spread from end-diastole to end-systole. Empty by default."""
+        return {}
 
     @abc.abstractmethod
     def pretrain_step(self, batch: ClipBatch, state: TrainState) -> LossOutput:

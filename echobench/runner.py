@@ -120,7 +120,9 @@ def resolve(
         raise UserError(
             f"protocol.eval_clips has no field {sorted(unknown_clip)[0]!r}; fields: {sorted(EVAL_CLIP_FIELDS)}"
         )
-    eval_clips = {**spec.settings.get("eval_clips", {}), **clip_overrides}
+    # The method's own demands (Temporal MAE's oracle clips) win over the protocol's and the user's clip settings.
+    imposed = method_cls.eval_clip_settings(method_config)
+    eval_clips = {**spec.settings.get("eval_clips", {}), **clip_overrides, **imposed}
     config_values = {**spec.settings.get("config", {})}
     config_values.update({k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.")})
     protocol_config = family.config_from_dict(config_values)
@@ -184,6 +186,17 @@ def open_dataset(data: DataConfig) -> VideoDataset:
 
 
 def check_clip_fits(dataset: VideoDataset, spec: ClipSpec) -> None:
+    if spec.start == "ed_es":
+        unknown = dataset.table[(dataset.table["ed_frame"] < 0) | (dataset.table["es_frame"] < 0)]
+        if len(unknown):
+            raise UserError(
+                f"dataset {dataset.name} has no ED/ES frames for {len(unknown)} of {len(dataset.table)} videos "
+                f"(e.g. {unknown['video_id'].iloc[0]!r}), but clips sampled between end-diastole and end-systole "
+                "(oracle) need them; use a dataset with LV tracings or a non-oracle method config"
+            )
+        return
+    if spec.start == "uniform":
+        return
     if spec.seconds is not None:
         bad = dataset.table[~(dataset.table["fps"] > 0)]
         if len(bad):
@@ -459,6 +472,9 @@ def pretrain_only(
     if overrides.get("protocol"):
         raise UserError("echobench pretrain takes no protocol.* overrides; use them with echobench run")
     ds = open_dataset(data)
-    check_clip_fits(ds, ClipSpec(frames=method_config.frames, stride=method_config.stride, size=method_config.size))
+    settings = method_cls.eval_clip_settings(method_config)
+    check_clip_fits(
+        ds, ClipSpec(frames=method_config.frames, stride=method_config.stride, size=method_config.size, **settings)
+    )
     cache = DecodeCache.build(ds, method_config.size)
     return pretrain_tracked(method_cls, method_config, pretrain, data, ds, cache, profile)

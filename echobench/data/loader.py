@@ -21,8 +21,8 @@ from echobench.data.decode_cache import DecodeCache
 from echobench.data.sampling import clip_indices
 from echobench.errors import UserError
 
-_TRAIN_STARTS = ("random", "fixed", "ed_es")
-_EVAL_STARTS = ("fixed", "evenly", "all", "ed_es", "traced")
+_TRAIN_STARTS = ("random", "fixed", "ed_es", "uniform")
+_EVAL_STARTS = ("fixed", "evenly", "all", "ed_es", "traced", "uniform")
 
 
 Prepare = Callable[[torch.Tensor, np.ndarray, SampleMeta], dict[str, Any]]

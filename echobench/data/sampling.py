@@ -111,6 +111,7 @@ def clip_indices(
 
     ``ed_es`` mode: one clip of ``spec.frames`` indices ``round(linspace(ed, es, frames))`` (ED first, so the clip
     always shows contraction); raises :class:`UserError` when ED/ES are unknown (-1 or None).
+    ``uniform`` mode: one clip of ``spec.frames`` indices ``round(linspace(0, n - 1, frames))`` (the whole video).
     ``traced`` mode: the ED clip then the ES clip (:func:`traced_start`); no clip when ED/ES are unknown.
     ``fps`` is needed by time-based specs (``spec.seconds``), whose clip frames sit at :meth:`ClipSpec.offsets`.
     """
@@ -124,6 +125,8 @@ def clip_indices(
             )
         indices = np.rint(np.linspace(ed_es[0], ed_es[1], spec.frames))[None].astype(np.int64)
         return np.minimum(indices, num_frames - 1)
+    if spec.start == "uniform":
+        return np.rint(np.linspace(0, num_frames - 1, spec.frames))[None].astype(np.int64)
     if spec.start == "traced":
         if ed_es is None or min(ed_es) < 0:
             return np.zeros((0, spec.frames), dtype=np.int64)
