@@ -13,7 +13,7 @@ SHORT = ["--set", "pretrain.steps=2", "--set", "method.decoder_depth=1"]
 EXTRA = {"sigma": SHORT, "mgmae": SHORT, "supervised": ["--set", "pretrain.steps=2"]}
 
 
-@pytest.mark.parametrize("method", ["sigma"])
+@pytest.mark.parametrize("method", ["sigma", "mgmae"])
 def test_baseline_runs_knn_and_linear(monkeypatch, capsys, synth_root, method) -> None:
     base = ["run", "--dataset", "synthecho", "--data-root", str(synth_root), "--method", method, "--json"]
     knn = json.loads(invoke(monkeypatch, capsys, [*base, "--protocol", "knn", *TINY, *EXTRA[method], *KNN]))
