@@ -330,6 +330,7 @@ def execute(resolved: Resolved) -> Outcome:
             "task": resolved.task.name,
             "task_version": resolved.task.version,
             "frozen_encoder": _frozen_encoder(resolved.family, resolved.protocol_config),
+            "trained_on_task": _trained_on_task(pretrained.method, resolved.task),
             "metrics": result.metrics,
             "ci95": {k: list(v) for k, v in result.ci.items()},
             "val_metrics": result.val_metrics,
@@ -367,6 +368,12 @@ def _frozen_encoder(family: Family, config: Any) -> bool:
         return _frozen_encoder(*config.resolve())
     # Fine-tuning with nothing unfrozen trains only a head, on random clips.
     return family.frozen or getattr(config, "unfreeze", None) == 0
+
+
+def _trained_on_task(method: Method, task: Task) -> bool:
+    """Whether pretraining used labels of the column the evaluated task reads (the supervised ceiling on its own
+    task, or on a task derived from the same column)."""
+    return any(get_task(name).column == task.column for name in method.clip_spec().tasks)
 
 
 def _summary_records(result: ProtocolResult) -> list[dict[str, Any]] | None:

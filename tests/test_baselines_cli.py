@@ -13,7 +13,7 @@ SHORT = ["--set", "pretrain.steps=2", "--set", "method.decoder_depth=1"]
 EXTRA = {"sigma": SHORT, "mgmae": SHORT, "supervised": ["--set", "pretrain.steps=2"]}
 
 
-@pytest.mark.parametrize("method", ["sigma", "mgmae"])
+@pytest.mark.parametrize("method", ["sigma", "mgmae", "supervised"])
 def test_baseline_runs_knn_and_linear(monkeypatch, capsys, synth_root, method) -> None:
     base = ["run", "--dataset", "synthecho", "--data-root", str(synth_root), "--method", method, "--json"]
     knn = json.loads(invoke(monkeypatch, capsys, [*base, "--protocol", "knn", *TINY, *EXTRA[method], *KNN]))
@@ -25,3 +25,5 @@ def test_baseline_runs_knn_and_linear(monkeypatch, capsys, synth_root, method) -
     assert linear["metrics"]
     record = json.loads(open(knn["result_path"]).read())
     assert record["pretrained_steps"] == 2
+    # kNN scores ef_anomaly, a rule on the EF column the supervised ceiling trains on (its default task, ef).
+    assert record["trained_on_task"] is (method == "supervised")
