@@ -216,6 +216,18 @@ def validate_plugin(
         raise UserError(f"plugin {name!r} breaks the Method contract at '{failed.name}': {failed.detail}")
 
 
+@app.command("new-plugin")
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="Method name, a Python identifier (also the package name)")],
+    folder: Annotated[Path | None, typer.Option("--dir", help="Folder to create (default: ./NAME)")] = None,
+) -> None:
+    """Write a ready-to-install method plugin package that passes validate-plugin as generated."""
+    from echobench.scaffold import create_plugin
+
+    target = create_plugin(name, folder)
+    console.print(f"plugin {name} written to {target}; next: pip install -e {target}, echobench validate-plugin {name}")
+
+
 @data_app.command("synth")
 def data_synth(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: the SynthEcho copy in the cache)")] = None,

@@ -111,10 +111,19 @@ def pretrain_data(
     spec = method.clip_spec()
     mean, std = normalisation(dataset, cache)
     labels = {}
+    # Labels reach pretraining from the training split only, whatever splits are pretrained on: a method trained
+    # on labels (the supervised ceiling) must never fit validation or test labels.
+    in_train = (table["split"] == "train").to_numpy()
     for name in spec.tasks:
         task = get_task(name)
-        targets, _ = task.targets(table, dataset.name)
-        labels[name] = targets.astype(np.int64 if task.is_classification else np.float32)
+        targets, valid = task.targets(table, dataset.name)
+        if not (valid & in_train).any():
+            raise UserError(
+                f"dataset {dataset.name} has no training-split labels for task {name}, which method "
+                f"{method.name!r} trains on; choose a task the dataset labels"
+            )
+        missing = -1 if task.is_classification else np.nan
+        labels[name] = np.where(in_train, targets, missing).astype(np.int64 if task.is_classification else np.float32)
     prepare = method.prepare_sample if type(method).prepare_sample is not Method.prepare_sample else None
     return ClipDataset(cache, table, spec, mean, std, seed, labels=labels, prepare=prepare)
 

@@ -355,6 +355,7 @@ def execute(resolved: Resolved, *, force: bool = False) -> Outcome:
             "predictions_csv": str(predictions),
             "seconds": round(time.perf_counter() - started, 2),
             "data_checks": row_checks.record(),
+            "trained_on_task": _trained_on_task(context.pretrained.method, resolved.task),
         }
         record = result_record(identity, result, provenance, resolved.task.primary_metric)
         write_result(path, record)
@@ -445,6 +446,16 @@ def _frozen_encoder(family: Family, config: Any) -> bool:
         return _frozen_encoder(*config.resolve())
     # Fine-tuning with nothing unfrozen trains only a head, on random clips.
     return family.frozen or getattr(config, "unfreeze", None) == 0
+
+
+def _trained_on_task(method: Method, task: Task) -> bool:
+    """Whether pretraining used labels of the column the evaluated task reads (the supervised ceiling on its own
+    task, or on a task derived from the same column)."""
+    return any(get_task(name).column == task.column for name in method.clip_spec().tasks)
+
+
+def _summary_records(result: ProtocolResult) -> list[dict[str, Any]] | None:
+    return None if result.summary is None else result.summary.to_dict(orient="records")
 
 
 def _config_dict(resolved: Resolved) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 The encoder sees only the ~10 % of tubelets left visible by tube masking; a narrow decoder reconstructs every masked
 tubelet's normalised pixels, and the loss is the MSE over masked tokens only.
+
+Variants that change only the mask (MGMAE) or the target (SIGMA) subclass :class:`VideoMAE` and override
+:meth:`VideoMAE.draw_mask` or :meth:`VideoMAE.prediction_dim` and ``pretrain_step``.
 """
 
 from __future__ import annotations
@@ -56,21 +59,38 @@ class VideoMAE(Method):
             depth=config.decoder_depth,
             num_heads=decoder_heads,
             num_patches=self.encoder.num_patches,
-            out_dim=config.tubelet * config.patch * config.patch * config.in_chans,
+            out_dim=self.prediction_dim(),
         )
 
-    def pretrain_step(self, batch: ClipBatch, state: TrainState) -> LossOutput:
-        clips = batch.clips
+    def prediction_dim(self) -> int:
+        """Values the decoder predicts per masked token: the tubelet's pixels."""
         cfg = self.config
+        return cfg.tubelet * cfg.patch * cfg.patch * cfg.in_chans
+
+    def draw_mask(self, batch: ClipBatch) -> torch.Tensor:
+        """Tube mask ``(B, N)`` for the batch, True = hidden from the encoder."""
         # The harness seeds the global RNG per step; deriving the mask generator from it keeps resume exact.
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
-        mask = tube_mask(clips.shape[0], self.encoder.grid, cfg.mask_ratio, generator).to(clips.device)
-        visible = self.encoder(clips, mask=mask)
-        prediction = self.decoder(visible, mask)
+        return tube_mask(batch.clips.shape[0], self.encoder.grid, self.config.mask_ratio, generator)
+
+    def pixel_patches(self, clips: torch.Tensor) -> torch.Tensor:
+        """Per-token pixel vectors ``(B, N, prediction_dim)``, normalised per patch when ``norm_pix_loss``."""
+        cfg = self.config
         patches = patchify(clips, cfg.tubelet, cfg.patch)
         if cfg.norm_pix_loss:
             patches = normalized_pixel_targets(patches, cfg.tubelet, cfg.patch, cfg.in_chans)
-        target = gather_tokens(patches, mask, keep=True)
+        return patches
+
+    def predict_masked(self, clips: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Decoder predictions ``(B, N_masked, prediction_dim)`` from the visible tokens, masked tokens in t-major
+        order (aligned with ``gather_tokens(·, mask, keep=True)``)."""
+        return self.decoder(self.encoder(clips, mask=mask), mask)
+
+    def pretrain_step(self, batch: ClipBatch, state: TrainState) -> LossOutput:
+        clips = batch.clips
+        mask = self.draw_mask(batch).to(clips.device)
+        prediction = self.predict_masked(clips, mask)
+        target = gather_tokens(self.pixel_patches(clips), mask, keep=True)
         loss = F.mse_loss(prediction.float(), target.float())
         return LossOutput(loss=loss, terms={"mse_masked": float(loss.detach())})
 
