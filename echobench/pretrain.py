@@ -94,8 +94,13 @@ def pretraining_table(
 
 
 def build_method(method_cls: type[Method], config: Any, seed: int) -> Method:
+    """The seeded method; a ``ValueError`` of its constructor is a configuration mistake (one line, exit 2)."""
     torch.manual_seed(seed)
-    return method_cls(config)
+    try:
+        return method_cls(config)
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"method {method_cls.name!r}: {first}") from None
 
 
 def pretrain_data(
