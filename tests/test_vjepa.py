@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from test_cli_errors import run_cli
-from test_end_to_end import run_json
+from test_end_to_end import TINY, run_json
 
 from echobench.api import TrainState
 from echobench.errors import UserError
@@ -29,6 +29,8 @@ from echobench_plugins.vjepa.losses import (
 )
 
 SMALL = {**VALIDATE_TINY, "predictor_depth": 2}
+#: The end-to-end TINY settings without protocol settings, which wrappers (label sweeps) do not take.
+MODEL = [arg for pair in zip(TINY[0::2], TINY[1::2], strict=True) for arg in pair if "ci_resamples" not in pair[1]]
 
 
 def small(**changes: object) -> VJEPA:
@@ -292,17 +294,22 @@ def test_cli_bad_input_exits_2_with_one_line(
 
 
 def test_cli_vjepa_knn_linear_and_segmentation_on_synthecho(monkeypatch, capsys, synth_root, isolated_home) -> None:
-    common = ["--set", "pretrain.steps=2", "--set", "method.predictor_depth=2", "--set", "protocol.ci_resamples=20"]
-    knn = run_json(monkeypatch, capsys, synth_root, "vjepa", *common, "--set", "protocol.ks=[1]")
-    linear = run_json(
-        monkeypatch, capsys, synth_root, "vjepa", *common, "--set", "protocol.epochs=3", protocol="linear"
-    )
-    seg = run_json(
-        monkeypatch, capsys, synth_root, "vjepa", *common, "--set", "protocol.epochs=2", protocol="segmentation-vjepa"
-    )
-    assert knn["metrics"] and linear["metrics"]
-    assert knn["checkpoint_hash"] == linear["checkpoint_hash"] == seg["checkpoint_hash"]  # pretrained once
-    assert seg["task"] == "lv_seg"
+    common = ["--set", "pretrain.steps=2", "--set", "method.predictor_depth=2"]
+    ci = ["--set", "protocol.ci_resamples=20"]
+    protocols = {
+        "knn": ["--set", "protocol.ks=[1]"],
+        "linear": ["--set", "protocol.epochs=3"],
+        "segmentation": ["--set", "protocol.epochs=2"],
+        "segmentation-vjepa": ["--set", "protocol.epochs=2"],
+    }
+    runs = {
+        name: run_json(monkeypatch, capsys, synth_root, "vjepa", *common, *ci, *extra, protocol=name, settings=MODEL)
+        for name, extra in protocols.items()
+    }
+    assert len({run["checkpoint_hash"] for run in runs.values()}) == 1  # pretrained once
+    assert all(run["metrics"] for run in runs.values())
+    seg = runs["segmentation-vjepa"]
+    assert seg["task"] == runs["segmentation"]["task"] == "lv_seg"
     assert {"dice", "dice_sd", "iou", "iou_sd", "ppv", "ppv_sd", "recall", "recall_sd"} <= set(seg["metrics"])
     record = json.loads(open(seg["result_path"]).read())
     assert record["protocol"] == "segmentation-vjepa"
@@ -315,6 +322,7 @@ def test_cli_vjepa_knn_linear_and_segmentation_on_synthecho(monkeypatch, capsys,
         "--set",
         "protocol.inner_config={epochs: 1, ci_resamples: 0}",
         protocol="segmentation-vjepa-sweep",
+        settings=MODEL,
     )
     assert [row["fraction"] for row in sweep["summary"]] == [0.1, 0.2, 0.5, 1.0]
     assert all(f"dice@{f:g}" in sweep["metrics"] for f in (0.1, 0.2, 0.5, 1.0))
