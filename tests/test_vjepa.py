@@ -245,6 +245,15 @@ def test_a_file_with_one_encoder_starts_both_encoders(tmp_path) -> None:
         assert torch.equal(weight, encoder["module.backbone.blocks.0.mlp.fc1.weight"])
 
 
+def test_a_checkpoint_of_another_depth_is_a_user_error_naming_init_from() -> None:
+    method = small()
+    shallow = {
+        f"encoder.{k}": v for k, v in vjepa_layout(method, 0).items() if not k.startswith("module.backbone.blocks.11.")
+    }
+    with pytest.raises(UserError, match=r"^pretrain\.init_from: .* such as 'context_encoder\.blocks\.11\."):
+        method.map_init_weights(shallow)
+
+
 def load_flat(path) -> dict[str, torch.Tensor]:
     from echobench.init_weights import read_weights
 
