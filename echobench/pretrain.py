@@ -99,8 +99,9 @@ def build_method(method_cls: type[Method], config: Any, seed: int) -> Method:
     try:
         return method_cls(config)
     except (ValueError, UserError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
-            f"method config of {method_cls.name!r} rejected: {exc}; fix it with --set method.FIELD=VALUE"
+            f"method config of {method_cls.name!r} rejected: {first}; fix it with --set method.FIELD=VALUE"
         ) from None
 
 

@@ -85,9 +85,10 @@ def resolve_pretraining(
     check_split_names(data.pretrain_splits)
     if data.pretrain_filter is not None:
         parse_filter(data.pretrain_filter)
+    # A method config the plugin rejects, or a missing, pickled or ill-fitting weight file, must fail before any
+    # data is generated or decoded.
+    probe = build_method(method_cls, method_config, pretrain.seed)
     if pretrain.init_from is not None:
-        # A missing, pickled or ill-fitting weight file must fail before any data is decoded.
-        probe = build_method(method_cls, method_config, pretrain.seed)
         load_init_weights(probe, pretrain.init_from, f"method {method_cls.name!r}", probe.map_init_weights)
     return method_cls, method_config, pretrain, data, overrides
 

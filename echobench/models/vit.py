@@ -32,6 +32,7 @@ PRESETS: dict[str, tuple[int, int, int]] = {
     "vit_tiny": (192, 12, 3),
     "vit_small": (384, 12, 6),
     "vit_base": (768, 12, 12),
+    "vit_large": (1024, 24, 16),
 }
 """Preset name → ``(embed_dim, depth, num_heads)``."""
 
