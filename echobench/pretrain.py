@@ -59,6 +59,35 @@ def checkpoint_hash(
     return stable_hash(method.name, method.version, method.config, relevant, *data, list(splits), pretrain_filter)
 
 
+def method_loop(
+    method: Method,
+    config: PretrainConfig,
+    folder: Path,
+    make_meta: Any,
+    *,
+    steps_per_epoch: int,
+    description: str,
+    sink: Any = None,
+    stop_after: int | None = None,
+) -> TrainLoop:
+    """The training loop wired to a method's hooks and (optional) parameter groups."""
+    custom = method.param_groups()
+    return TrainLoop(
+        model=method,
+        step_fn=method.pretrain_step,
+        config=config,
+        folder=folder,
+        make_meta=make_meta,
+        after_step=method.after_step,
+        before_optimizer_step=method.on_before_optimizer_step,
+        steps_per_epoch=steps_per_epoch,
+        groups=None if custom is None else complete_groups(method, custom, f"method {method.name!r}"),
+        sink=sink,
+        description=description,
+        stop_after=stop_after,
+    )
+
+
 def parse_filter(pretrain_filter: str) -> tuple[str, float]:
     """``"TASK=VALUE"`` → the task name and the label value kept."""
     name, sep, raw = pretrain_filter.partition("=")
@@ -216,19 +245,14 @@ def obtain(
     def batches(start_step: int) -> Iterator[ClipBatch]:
         return step_batches(clips, pretrain.batch_size, pretrain.seed, start_step, pretrain.num_workers)
 
-    custom = method.param_groups()
-    loop = TrainLoop(
-        model=method,
-        step_fn=method.pretrain_step,
-        config=pretrain,
-        folder=folder,
-        make_meta=make_meta,
-        after_step=method.after_step,
-        before_optimizer_step=method.on_before_optimizer_step,
+    loop = method_loop(
+        method,
+        pretrain,
+        folder,
+        make_meta,
         steps_per_epoch=max(1, len(clips) // pretrain.batch_size),
-        groups=None if custom is None else complete_groups(method, custom, f"method {method.name!r}"),
-        sink=sink,
         description=f"pretrain {method.name}",
+        sink=sink,
         stop_after=stop_after,
     )
     if meta is not None:

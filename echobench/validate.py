@@ -21,8 +21,9 @@ from echobench.api import ClipBatch, ClipSpec, Embedding, LossOutput, Method, Me
 from echobench.config import PretrainConfig, apply_overrides
 from echobench.contract import encoder_problems
 from echobench.data.tasks import get_task
+from echobench.pretrain import method_loop
 from echobench.protocols.finetune import layer_lr_scale
-from echobench.train import TrainLoop, complete_groups, gather_no_weight_decay, param_groups
+from echobench.train import complete_groups, gather_no_weight_decay, param_groups
 
 TINY = {"model": "vit_tiny", "frames": 4, "stride": 1, "size": 32, "patch": 8, "tubelet": 2}
 CHECKS = (
@@ -280,19 +281,8 @@ def _train(method: Method, folder: Path, batch_size: int, in_chans: int, stop_af
     def meta(step: int, complete: bool) -> ckpt.CheckpointMeta:
         return ckpt.CheckpointMeta(method.name, method.version, {}, step, config.steps, complete, {})
 
-    custom = method.param_groups()
-    loop = TrainLoop(
-        model=method,
-        step_fn=method.pretrain_step,
-        config=config,
-        folder=folder,
-        make_meta=meta,
-        after_step=method.after_step,
-        before_optimizer_step=method.on_before_optimizer_step,
-        steps_per_epoch=2,
-        groups=None if custom is None else complete_groups(method, custom, f"method {method.name!r}"),
-        description=f"validate {method.name}",
-        stop_after=stop_after,
+    loop = method_loop(
+        method, config, folder, meta, steps_per_epoch=2, description=f"validate {method.name}", stop_after=stop_after
     )
     loop.run(batches)
     return {k: v.detach().clone() for k, v in method.state_dict().items()}

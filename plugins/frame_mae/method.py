@@ -16,6 +16,7 @@ from echobench.models.vit import VideoViT
 from echobench_plugins.config_checks import check_open_unit
 from echobench_plugins.temporal_mae.losses import reconstruction_loss
 from echobench_plugins.temporal_mae.method import build_pixel_decoder, mask_generator, pixel_targets
+from echobench_plugins.videomae.method import MAE_PRETRAIN_DEFAULTS
 
 
 class FrameViT(VideoViT):
@@ -88,12 +89,7 @@ class FrameMAE(Method):
     name = "frame_mae"
     version = "0.1.0"
     Config = FrameMAEConfig
-    pretrain_defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1.5e-4,
-        "lr_scaling": "linear",
-        "betas": (0.9, 0.95),
-        "weight_decay": 0.05,
-    }
+    pretrain_defaults: ClassVar[dict[str, Any]] = MAE_PRETRAIN_DEFAULTS
 
     def __init__(self, config: FrameMAEConfig) -> None:
         super().__init__(config)

@@ -21,6 +21,7 @@ from echobench.models.patches import patchify
 from echobench.models.vit import VideoViT
 from echobench_plugins.config_checks import check_clip_geometry, check_open_unit
 from echobench_plugins.temporal_mae.losses import reconstruction_loss, temporal_contrastive_loss
+from echobench_plugins.videomae.method import MAE_PRETRAIN_DEFAULTS
 
 TableConfig = Literal["base", "contrastive", "oracle", "contrastive_oracle"]
 
@@ -122,12 +123,7 @@ class TemporalMAE(Method):
     name = "temporal_mae"
     version = "0.1.0"
     Config = TemporalMAEConfig
-    pretrain_defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1.5e-4,
-        "lr_scaling": "linear",
-        "betas": (0.9, 0.95),
-        "weight_decay": 0.05,
-    }
+    pretrain_defaults: ClassVar[dict[str, Any]] = MAE_PRETRAIN_DEFAULTS
 
     def __init__(self, config: TemporalMAEConfig) -> None:
         super().__init__(config)

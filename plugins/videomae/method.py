@@ -22,6 +22,15 @@ from echobench.models.masking import gather_tokens, tube_mask
 from echobench.models.patches import normalized_pixel_targets, patchify
 from echobench.models.vit import VideoViT
 
+#: VideoMAE's optimiser (lr 1.5e-4 per 256 clips, AdamW betas (0.9, 0.95), weight decay 0.05), shared by the
+#: masked-modelling plugins that follow its recipe.
+MAE_PRETRAIN_DEFAULTS: dict[str, Any] = {
+    "lr": 1.5e-4,
+    "lr_scaling": "linear",
+    "betas": (0.9, 0.95),
+    "weight_decay": 0.05,
+}
+
 
 @dataclass
 class VideoMAEConfig(MethodConfig):
@@ -38,12 +47,7 @@ class VideoMAE(Method):
     name = "videomae"
     version = "0.1.0"
     Config = VideoMAEConfig
-    pretrain_defaults: ClassVar[dict[str, Any]] = {
-        "lr": 1.5e-4,
-        "lr_scaling": "linear",
-        "betas": (0.9, 0.95),
-        "weight_decay": 0.05,
-    }
+    pretrain_defaults: ClassVar[dict[str, Any]] = MAE_PRETRAIN_DEFAULTS
 
     def __init__(self, config: VideoMAEConfig) -> None:
         super().__init__(config)
