@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,11 @@ from echobench.errors import UserError
 
 class MetricSink(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+
+#: Called with ``(step, score)`` after each validation of a model-selecting loop; ``echobench tune`` reports these
+#: intermediate values to Optuna's pruner (and may stop the trial by raising from it).
+validation_listener: ContextVar[Callable[[int, float], None] | None] = ContextVar("validation_listener", default=None)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -241,6 +247,9 @@ class TrainLoop:
         self.history.append((step, score))
         if self.sink is not None:
             self.sink.log_metrics({"val_score": score}, step)
+        listener = validation_listener.get()
+        if listener is not None:
+            listener(step, score)
         if best_state is not None and not score > self.best_score:
             return None
         self.best_step, self.best_score = step, score

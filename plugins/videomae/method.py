@@ -28,6 +28,11 @@ class VideoMAEConfig(MethodConfig):
     decoder_heads: int | None = None
     norm_pix_loss: bool = True
     drop_path: float = 0.0
+    #: ``echobench tune``'s default search (not in the paper): VideoMAE's ablated mask ratios and a decade of lr.
+    search_space: ClassVar[dict[str, Any]] = {
+        "mask_ratio": {"low": 0.75, "high": 0.95},
+        "pretrain.lr": {"low": 5e-5, "high": 5e-4, "log": True},
+    }
 
 
 class VideoMAE(Method):
