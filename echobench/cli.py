@@ -67,8 +67,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
     """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
+    from echobench.distributed import launched
     from echobench.results import json_safe
     from echobench.runner import execute, resolve
+
+    if launched().size > 1:
+        raise UserError("torchrun runs echobench pretrain only; pretrain under torchrun, then echobench run once")
 
     sets = _with_config(config, set_)
     resolved = resolve(
@@ -94,10 +98,13 @@ def pretrain(
     """Pretrain a method (resuming an interrupted run); reuses a finished checkpoint of the same config.
 
     Under ``torchrun`` every process trains its slice of each global batch (DDP); see the README."""
+    from echobench.distributed import launched, shutdown
     from echobench.runner import pretrain_only
 
     pretrained = pretrain_only(method, _with_config(config, set_), profile, dataset, data_root)
-    console.print(f"checkpoint {pretrained.checkpoint_hash}: {pretrained.folder} (step {pretrained.meta.step})")
+    shutdown()
+    if launched().is_main:
+        console.print(f"checkpoint {pretrained.checkpoint_hash}: {pretrained.folder} (step {pretrained.meta.step})")
 
 
 @app.command()
@@ -122,8 +129,12 @@ def tune(
     out: Annotated[Path | None, typer.Option(help="Where to write the best config YAML")] = None,
 ) -> None:
     """Search a method's settings with Optuna on the protocol's validation metric; writes the best config."""
+    from echobench.distributed import launched
     from echobench.tune import TuneRequest
     from echobench.tune import tune as run_tune
+
+    if launched().size > 1:
+        raise UserError("echobench tune shares work through its study, not torchrun; start several tune processes")
 
     outcome = run_tune(
         TuneRequest(

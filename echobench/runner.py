@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from echobench import registry
+from echobench import distributed, registry
 from echobench.api import ClipSpec, Method
 from echobench.atomic import atomic_path
 from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_set, stable_hash, to_dict
@@ -33,6 +33,7 @@ from echobench.protocols.repeat import repeat_over_seeds
 from echobench.registry import ProtocolSpec
 from echobench.results import result_path, write_result
 from echobench.tracking import start_run
+from echobench.train import resolve_device
 
 EVAL_CLIP_FIELDS = {"start", "num_clips", "start_frame"}
 
@@ -193,7 +194,7 @@ def pretrain_tracked(
     """Pretrain (or resume) inside an MLflow run; a reused finished checkpoint opens no run."""
     splits = tuple(data.pretrain_splits)
     located = locate(method_cls, method_config, pretrain, dataset, splits, data.pretrain_filter)
-    if located.ready:
+    if located.ready or not distributed.current().is_main:
         return obtain(located, pretrain, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
     params = {
         "method": to_dict(method_config),
@@ -397,7 +398,10 @@ def pretrain_only(
     )
     if overrides.get("protocol"):
         raise UserError("echobench pretrain takes no protocol.* overrides; use them with echobench run")
-    ds = open_dataset(data)
-    check_clip_fits(ds, ClipSpec(frames=method_config.frames, stride=method_config.stride, size=method_config.size))
-    cache = DecodeCache.build(ds, method_config.size)
+    distributed.check_batch(pretrain.batch_size, distributed.launched())
+    distributed.init(resolve_device(pretrain.device))
+    with distributed.main_first():
+        ds = open_dataset(data)
+        check_clip_fits(ds, ClipSpec(frames=method_config.frames, stride=method_config.stride, size=method_config.size))
+        cache = DecodeCache.build(ds, method_config.size)
     return pretrain_tracked(method_cls, method_config, pretrain, data, ds, cache, profile)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, TrainState
+from echobench.distributed import batch_rows
 from echobench.models.decoder import MAEDecoder
 from echobench.models.masking import gather_tokens, tube_mask
 from echobench.models.patches import normalized_pixel_targets, patchify
@@ -68,7 +69,9 @@ class VideoMAE(Method):
         cfg = self.config
         # The harness seeds the global RNG per step; deriving the mask generator from it keeps resume exact.
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
-        mask = tube_mask(clips.shape[0], self.encoder.grid, cfg.mask_ratio, generator).to(clips.device)
+        # Masks drawn for the global batch: a distributed run masks each clip as the single-process run does.
+        total, rows = batch_rows(clips.shape[0])
+        mask = tube_mask(total, self.encoder.grid, cfg.mask_ratio, generator)[rows].to(clips.device)
         visible = self.encoder(clips, mask=mask)
         prediction = self.decoder(visible, mask)
         patches = patchify(clips, cfg.tubelet, cfg.patch)
