@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -156,7 +157,6 @@ def as_set(name: str, value: Any) -> str:
 def open_storage(url: str | None) -> Any:
     """Optuna storage: ``None`` → the journal file under ``$ECHOBENCH_HOME``; a URL with ``://`` → an RDB storage
     (``postgresql://user@host:port/db``, ``sqlite:///file.db``); anything else → a journal file at that path."""
-    import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     if url is None or "://" not in url:
@@ -176,12 +176,26 @@ def open_storage(url: str | None) -> Any:
         raise UserError(f"--storage {url!r} is not a database URL; e.g. postgresql://user@host:5432/db") from None
     engine_kwargs = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else None
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return _rdb_storage(url, engine_kwargs)
     except ModuleNotFoundError as exc:
         raise UserError(f"--storage {shown}: database driver {exc.name!r} is not installed; pip install it") from None
     except Exception as exc:  # noqa: BLE001 - connection errors come from several drivers
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise UserError(f"cannot reach Optuna storage {shown}: {reason}; check host, port, user and database") from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any] | None, attempts: int = 5) -> Any:
+    """Optuna's RDB storage; workers starting together on a fresh database race to create its tables, and the
+    loser's ``CREATE`` fails on a duplicate key, so it retries once the winner's schema exists."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts - 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (IntegrityError, ProgrammingError):
+            time.sleep(1 + attempt)
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
 
 
 @dataclass(frozen=True)
