@@ -39,6 +39,18 @@ ProfileOption = Annotated[
 ]
 DatasetOption = Annotated[str | None, typer.Option(help="Dataset name (default: synthecho, built in)")]
 DataRootOption = Annotated[str | None, typer.Option("--data-root", help="Folder of the dataset on disk")]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", help="YAML of sections method/pretrain/protocol/data (e.g. from echobench tune), before --set"
+    ),
+]
+
+
+def _with_config(config: Path | None, sets: list[str] | None) -> list[str]:
+    from echobench.config import config_file_sets
+
+    return [*(config_file_sets(config) if config is not None else []), *(sets or [])]
 
 
 @app.command()
@@ -49,6 +61,7 @@ def run(
     data_root: DataRootOption = None,
     task: Annotated[str | None, typer.Option(help="Task (default: the protocol's)")] = None,
     set_: SetOption = None,
+    config: ConfigOption = None,
     profile: ProfileOption = "quick",
     seeds: Annotated[
         int | None, typer.Option(help="Repeat training-dependent protocols with N seeds (mean and per-seed values)")
@@ -69,16 +82,21 @@ def run(
     ] = False,
 ) -> None:
     """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
+    from echobench.distributed import launched
     from echobench.results import json_safe
     from echobench.runner import execute, resolve
 
+    if launched().size > 1:
+        raise UserError("torchrun runs echobench pretrain only; pretrain under torchrun, then echobench run once")
+
+    sets = _with_config(config, set_)
     resolved = resolve(
         method,
         protocol,
         dataset=dataset,
         data_root=data_root,
         task=task,
-        sets=set_,
+        sets=sets,
         profile=profile,
         seeds=seeds,
         skip_bad=skip_bad,
@@ -144,13 +162,77 @@ def pretrain(
     dataset: DatasetOption = None,
     data_root: DataRootOption = None,
     set_: SetOption = None,
+    config: ConfigOption = None,
     profile: ProfileOption = "quick",
 ) -> None:
-    """Pretrain a method (resuming an interrupted run); reuses a finished checkpoint of the same config."""
+    """Pretrain a method (resuming an interrupted run); reuses a finished checkpoint of the same config.
+
+    Under ``torchrun`` every process trains its slice of each global batch (DDP); see the README."""
+    from echobench.distributed import launched, shutdown
     from echobench.runner import pretrain_only
 
-    pretrained = pretrain_only(method, set_, profile, dataset, data_root)
-    console.print(f"checkpoint {pretrained.checkpoint_hash}: {pretrained.folder} (step {pretrained.meta.step})")
+    pretrained = pretrain_only(method, _with_config(config, set_), profile, dataset, data_root)
+    shutdown()
+    if launched().is_main:
+        console.print(f"checkpoint {pretrained.checkpoint_hash}: {pretrained.folder} (step {pretrained.meta.step})")
+
+
+@app.command()
+def tune(
+    method: Annotated[str, typer.Option(help="Method plugin name")],
+    protocol: Annotated[str, typer.Option(help="Protocol name or path to a protocol YAML")],
+    trials: Annotated[int, typer.Option(help="Trials this process runs (several processes share one study)")],
+    task: Annotated[str | None, typer.Option(help="Task (default: the protocol's)")] = None,
+    dataset: DatasetOption = None,
+    data_root: DataRootOption = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage: a journal file path or an RDB URL (default: $ECHOBENCH_HOME/optuna)"),
+    ] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: METHOD-PROTOCOL-DATASET-TASK)")] = None,
+    search: Annotated[Path | None, typer.Option(help="YAML of ranges overriding the plugin's search_space")] = None,
+    set_: SetOption = None,
+    config: ConfigOption = None,
+    profile: ProfileOption = "quick",
+    seed: Annotated[int, typer.Option(help="Sampler seed, pinned in the study")] = 0,
+    test_best: Annotated[bool, typer.Option("--test-best", help="Evaluate the best trial once on test")] = False,
+    out: Annotated[Path | None, typer.Option(help="Where to write the best config YAML")] = None,
+) -> None:
+    """Search a method's settings with Optuna on the protocol's validation metric; writes the best config."""
+    from echobench.distributed import launched
+    from echobench.tune import TuneRequest
+    from echobench.tune import tune as run_tune
+
+    if launched().size > 1:
+        raise UserError("echobench tune shares work through its study, not torchrun; start several tune processes")
+
+    outcome = run_tune(
+        TuneRequest(
+            method=method,
+            protocol=protocol,
+            trials=trials,
+            task=task,
+            dataset=dataset,
+            data_root=data_root,
+            storage=storage,
+            study=study,
+            search=search,
+            sets=_with_config(config, set_),
+            profile=profile,
+            seed=seed,
+            test_best=test_best,
+            out=out,
+        )
+    )
+    if outcome.best_number is None:
+        raise UserError(f"study {outcome.study_name!r} has no finished trial; see the trial errors above")
+    console.print(
+        f"study {outcome.study_name}: {outcome.finished} finished trials; best trial {outcome.best_number} "
+        f"(validation {outcome.best_value:.4f}) {outcome.best_params}"
+    )
+    console.print(f"best config: {outcome.best_config}")
+    if outcome.test_result is not None:
+        console.print(f"test result of the best trial: {outcome.test_result}")
 
 
 @app.command("list")

@@ -257,6 +257,21 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def config_file_sets(path: Path) -> list[str]:
+    """``--config FILE``: a YAML mapping of sections (method, pretrain, protocol, data) to ``{key: value}``, turned
+    into ``--set`` strings (applied before the command line's own ``--set``)."""
+    data = load_yaml(path)
+    sets: list[str] = []
+    for section, values in data.items():
+        if section not in SECTIONS:
+            hint = did_you_mean(str(section), SECTIONS)
+            raise UserError(f"{path}: unknown section {section!r}{hint}; sections: {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: section {section!r} must map keys to values, got {values!r}")
+        sets.extend(f"{section}.{key}={json.dumps(value, default=str)}" for key, value in values.items())
+    return sets
+
+
 def did_you_mean(name: str, options: Any) -> str:
     """`` (did you mean 'x'?)`` or an empty string."""
     close = difflib.get_close_matches(name, list(options), n=1)

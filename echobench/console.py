@@ -8,8 +8,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 console = Console(stderr=True)
 
 
-def progress_bar() -> Progress:
-    """The progress bar every long step uses; tasks may set an ``info`` field (e.g. the current loss)."""
+def progress_bar(disable: bool = False) -> Progress:
+    """The progress bar every long step uses; tasks may set an ``info`` field (e.g. the current loss). ``disable``
+    hides it (every rank of a distributed run but rank 0)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -19,4 +20,5 @@ def progress_bar() -> Progress:
         TextColumn("{task.fields[info]}"),
         console=console,
         transient=False,
+        disable=disable,
     )

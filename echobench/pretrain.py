@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from echobench import checkpoint as ckpt
+from echobench import distributed
 from echobench.api import ClipBatch, Method
 from echobench.config import PretrainConfig, stable_hash, to_dict
 from echobench.console import console
@@ -236,14 +237,18 @@ def obtain(
             extra=extra,
         )
 
+    world = distributed.current()
     if not method.trainable:
-        ckpt.save_model(folder, method, make_meta(0, True))
+        if world.is_main:
+            ckpt.save_model(folder, method, make_meta(0, True))
+        distributed.barrier()
         return Pretrained(method, key, folder, make_meta(0, True))
 
     clips = pretrain_data(method, dataset, cache, table, pretrain.seed)
 
     def batches(start_step: int) -> Iterator[ClipBatch]:
-        return step_batches(clips, pretrain.batch_size, pretrain.seed, start_step, pretrain.num_workers)
+        size, seed, workers = pretrain.batch_size, pretrain.seed, pretrain.num_workers
+        return step_batches(clips, size, seed, start_step, workers, world.rank, world.size)
 
     loop = method_loop(
         method,
@@ -255,7 +260,7 @@ def obtain(
         sink=sink,
         stop_after=stop_after,
     )
-    if meta is not None:
+    if meta is not None and world.is_main:
         console.print(f"resuming {method.name} pretraining from step {meta.step}/{pretrain.steps} ({folder})")
     loop.run(batches)
     method.eval()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from echobench import registry
+from echobench import distributed, registry
 from echobench.api import ClipSpec, Method
 from echobench.atomic import atomic_path
 from echobench.checkpoint import read_meta
@@ -44,6 +44,7 @@ from echobench.results import (
     write_result,
 )
 from echobench.tracking import start_run
+from echobench.train import resolve_device
 
 EVAL_CLIP_FIELDS = {"start", "num_clips", "start_frame"}
 
@@ -245,7 +246,7 @@ def _pretrain_tracked(
     profile: str,
 ) -> Pretrained:
     splits = tuple(data.pretrain_splits)
-    if located.ready:
+    if located.ready or not distributed.current().is_main:
         return obtain(located, pretrain, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
     params = {
         "method": to_dict(method_config),
@@ -483,10 +484,13 @@ def pretrain_only(
     )
     if overrides.get("protocol"):
         raise UserError("echobench pretrain takes no protocol.* overrides; use them with echobench run")
-    ds = open_dataset(data)
+    distributed.check_batch(pretrain.batch_size, distributed.launched())
+    distributed.init(resolve_device(pretrain.device))
     settings = method_cls.eval_clip_settings(method_config)
-    check_clip_fits(
-        ds, ClipSpec(frames=method_config.frames, stride=method_config.stride, size=method_config.size, **settings)
-    )
-    cache = DecodeCache.build(ds, method_config.size)
+    with distributed.main_first():
+        ds = open_dataset(data)
+        check_clip_fits(
+            ds, ClipSpec(frames=method_config.frames, stride=method_config.stride, size=method_config.size, **settings)
+        )
+        cache = DecodeCache.build(ds, method_config.size)
     return pretrain_tracked(method_cls, method_config, pretrain, data, ds, cache, profile)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from echobench import checkpoint as ckpt
+from echobench import distributed
 from echobench.api import LossOutput, TrainState
 from echobench.config import PretrainConfig
 from echobench.console import progress_bar
@@ -28,6 +30,11 @@ from echobench.errors import UserError
 
 class MetricSink(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+
+#: Called with ``(step, score)`` after each validation of a model-selecting loop; ``echobench tune`` reports these
+#: intermediate values to Optuna's pruner (and may stop the trial by raising from it).
+validation_listener: ContextVar[Callable[[int, float], None] | None] = ContextVar("validation_listener", default=None)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -175,7 +182,8 @@ class TrainLoop:
     def run(self, batches: Callable[[int], Iterator[Any]]) -> int:
         """Train (resuming if the folder holds an unfinished run); returns the step reached."""
         cfg = self.config
-        device = resolve_device(cfg.device)
+        device = distributed.local_device(resolve_device(cfg.device))
+        world = distributed.current()
         self.model.to(device)
         groups = self.groups or param_groups(self.model, set(self.no_decay), self.lr_scale)
         optimizer = torch.optim.AdamW(groups, lr=cfg.effective_lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
@@ -186,7 +194,7 @@ class TrainLoop:
         pending: dict[str, list[float]] = {}
         iterator = batches(start)
         step = start
-        with progress_bar() as progress:
+        with progress_bar(disable=not world.is_main) as progress:
             task = progress.add_task(self.description, total=cfg.steps, completed=start, info="")
             for step in range(start, last):
                 state = TrainState.at(step, self.steps_per_epoch, cfg.steps)
@@ -198,7 +206,9 @@ class TrainLoop:
                 self._check_finite(out, step)
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
+                distributed.average_gradients(self.model)
                 terms = {"loss": float(out.loss.detach()), **{k: float(v) for k, v in out.terms.items()}}
+                terms = distributed.mean_over_ranks(terms)
                 if cfg.grad_clip > 0:
                     terms["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
                 if self.before_optimizer_step is not None:
@@ -215,15 +225,18 @@ class TrainLoop:
                 if self._should_validate(step + 1, last):
                     best_state = self._select(step + 1, best_state) or best_state
                 elif (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps and self.validate is None:
-                    self._save(optimizer, step + 1, complete=False)
+                    if world.is_main:
+                        self._save(optimizer, step + 1, complete=False)
             step = last
         if best_state is not None:
             self.model.load_state_dict(best_state)
         self.model.to("cpu")
-        if step >= cfg.steps:
+        if world.is_main and step >= cfg.steps:
             self._save(None, step, complete=True)
-        else:
+        elif world.is_main:
             self._save(optimizer, step, complete=False)
+        # Other ranks read the checkpoint rank 0 has just written.
+        distributed.barrier()
         return step
 
     def _should_validate(self, step: int, last: int) -> bool:
@@ -241,6 +254,9 @@ class TrainLoop:
         self.history.append((step, score))
         if self.sink is not None:
             self.sink.log_metrics({"val_score": score}, step)
+        listener = validation_listener.get()
+        if listener is not None:
+            listener(step, score)
         if best_state is not None and not score > self.best_score:
             return None
         self.best_step, self.best_score = step, score

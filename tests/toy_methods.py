@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, SampleMeta, TrainState
+from echobench.distributed import batch_rows
+from echobench.models.distill import update_center
 from echobench.models.masking import tube_mask
 from echobench.models.vit import VideoViT
 
@@ -104,3 +106,29 @@ class FlowLike(ToyEMATeacher):
             "noise": torch.from_numpy(noise),
             "pid": torch.tensor([os.getpid()]),
         }
+
+
+class ToyEMADistributed(ToyEMATeacher):
+    """The toy EMA method written for data-parallel runs: masks drawn for the global batch and sliced, and the
+    centre updated with the global batch's mean teacher output (DINO's all-reduce)."""
+
+    name = "toy_ema_ddp"
+
+    def pretrain_step(self, batch: ClipBatch, state: TrainState) -> LossOutput:
+        clips = batch.clips
+        generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
+        total, rows = batch_rows(clips.shape[0])
+        mask = tube_mask(total, self.student.grid, 0.5, generator)[rows]
+        student = self.head(self.student(clips, mask=mask).mean(1))
+        with torch.no_grad():
+            self._teacher_logits = self.head(self.encoder(clips).mean(1))
+        target = F.softmax((self._teacher_logits - self.center) / 0.05, dim=-1)
+        loss = -(target * F.log_softmax(student / 0.1, dim=-1)).sum(-1).mean()
+        return LossOutput(loss=loss, terms={"ce": float(loss.detach())})
+
+    def after_step(self, state: TrainState) -> None:
+        with torch.no_grad():
+            for teacher, student in zip(self.encoder.parameters(), self.student.parameters(), strict=True):
+                teacher.mul_(self.config.momentum).add_(student.detach(), alpha=1 - self.config.momentum)
+            centre = update_center(self.center, self._teacher_logits, self.config.center_momentum, all_reduce=True)
+            self.center.copy_(centre)

@@ -184,10 +184,13 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
     """Batches as a pure function of ``(seed, step)``: epoch ``e`` visits a permutation drawn from ``(seed, e)``.
 
     Items are ``(epoch, index)`` keys for :class:`EpochItems`. Resuming at step ``s`` yields exactly the batches the
-    uninterrupted run would have seen, and the training loop counts steps, not epochs.
+    uninterrupted run would have seen, and the training loop counts steps, not epochs. With ``world_size`` > 1
+    (distributed pretraining) ``batch_size`` is the global batch and this rank yields its ``rank``-th equal slice.
     """
 
-    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int = 0) -> None:
+    def __init__(
+        self, num_items: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
         if num_items < batch_size:
             raise UserError(
                 f"the training split has {num_items} videos, fewer than one batch of {batch_size}; "
@@ -198,6 +201,8 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
         self.seed = seed
         self.start_step = start_step
         self.per_epoch = num_items // batch_size
+        self.local = batch_size // world_size
+        self.rank = rank
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step
@@ -205,6 +210,7 @@ class StepBatches(Sampler[list[tuple[int, int]]]):
             epoch, offset = divmod(step, self.per_epoch)
             order = np.random.default_rng([self.seed, epoch]).permutation(self.num_items)
             chunk = order[offset * self.batch_size : (offset + 1) * self.batch_size]
+            chunk = chunk[self.rank * self.local : (self.rank + 1) * self.local]
             yield [(epoch, int(i)) for i in chunk]
             step += 1
 
@@ -225,12 +231,18 @@ class EpochItems(Dataset[ClipSample]):
 
 
 def step_batches(
-    clips: ClipDataset, batch_size: int, seed: int, start_step: int, num_workers: int
+    clips: ClipDataset,
+    batch_size: int,
+    seed: int,
+    start_step: int,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[ClipBatch]:
-    """Training batches from ``start_step`` on, forever."""
+    """Training batches from ``start_step`` on, forever (this rank's slice of each global batch)."""
     loader = DataLoader(
         EpochItems(clips),
-        batch_sampler=StepBatches(len(clips), batch_size, seed, start_step),
+        batch_sampler=StepBatches(len(clips), batch_size, seed, start_step, rank, world_size),
         collate_fn=collate_clips,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, TrainState
 from echobench.config import ranged
+from echobench.distributed import batch_rows
 from echobench.models.decoder import MAEDecoder
 from echobench.models.masking import gather_tokens, tube_mask
 from echobench.models.patches import normalized_pixel_targets, patchify
@@ -41,6 +42,11 @@ class VideoMAEConfig(MethodConfig):
     decoder_heads: int | None = ranged(None, ge=1)
     norm_pix_loss: bool = True
     drop_path: float = ranged(0.0, ge=0, lt=1)
+    #: ``echobench tune``'s default search (not in the paper): VideoMAE's ablated mask ratios and a decade of lr.
+    search_space: ClassVar[dict[str, Any]] = {
+        "mask_ratio": {"low": 0.75, "high": 0.95},
+        "pretrain.lr": {"low": 5e-5, "high": 5e-4, "log": True},
+    }
 
 
 class VideoMAE(Method):
@@ -75,7 +81,9 @@ class VideoMAE(Method):
         """Tube mask ``(B, N)`` for the batch, True = hidden from the encoder."""
         # The harness seeds the global RNG per step; deriving the mask generator from it keeps resume exact.
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
-        return tube_mask(batch.clips.shape[0], self.encoder.grid, self.config.mask_ratio, generator)
+        # Masks drawn for the global batch: a distributed run masks each clip as the single-process run does.
+        total, rows = batch_rows(batch.clips.shape[0])
+        return tube_mask(total, self.encoder.grid, self.config.mask_ratio, generator)[rows]
 
     def pixel_patches(self, clips: torch.Tensor) -> torch.Tensor:
         """Per-token pixel vectors ``(B, N, prediction_dim)``, normalised per patch when ``norm_pix_loss``."""
