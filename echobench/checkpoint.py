@@ -85,6 +85,15 @@ def _file_of(folder: Path, meta: CheckpointMeta, role: str) -> Path | None:
         return None
 
 
+def model_file(folder: Path) -> Path:
+    """The weight file of the checkpoint in ``folder``, after checking it against the hash its metadata records."""
+    meta = read_meta(folder)
+    path = None if meta is None else _file_of(folder, meta, MODEL_ROLE)
+    if path is None:
+        raise UserError(f"{folder} holds no readable model weights; delete the folder to retrain")
+    return path
+
+
 def save_checkpoint(
     folder: Path, module: nn.Module, meta: CheckpointMeta, optimizer: torch.optim.Optimizer | None = None
 ) -> CheckpointMeta:

@@ -229,6 +229,9 @@ def pretrain_tracked(
     located = locate(method_cls, method_config, pretrain, dataset, splits, data.pretrain_filter)
     if located.meta is not None and located.meta.complete:
         return obtain(located, pretrain, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
+    if not distributed.current().is_main:
+        # Rank 0 holds the checkpoint lock for the whole process group; the other ranks train alongside it.
+        return _pretrain_tracked(located, method_cls, method_config, pretrain, data, dataset, cache, profile)
     with exclusive(located.folder, f"pretraining {method_cls.name} (checkpoint {located.checkpoint_hash})"):
         # The winner of a race has finished the checkpoint this process waited for.
         located = dataclasses.replace(located, meta=read_meta(located.folder))
