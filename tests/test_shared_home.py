@@ -43,7 +43,10 @@ def test_four_runs_started_together_on_an_empty_home(isolated_home):
         assert process.returncode == 0, err
     summaries = [json.loads(out) for out, _ in outputs]
     assert all(s["metrics"] == summaries[0]["metrics"] and s["metrics"] for s in summaries)
-    assert len({s["mlflow_run_id"] for s in summaries}) == 4
+    # A process that starts after another has written the (identical) result reuses it instead of evaluating again;
+    # each process that evaluated has its own finished MLflow run (checked below).
+    evaluated = [s for s in summaries if not s["reused"]]
+    assert evaluated
 
     visible = [p.name for p in (isolated_home / "data").iterdir() if not p.name.endswith(".lock")]
     assert visible == ["synthecho"]
@@ -53,7 +56,7 @@ def test_four_runs_started_together_on_an_empty_home(isolated_home):
         assert db.execute("pragma integrity_check").fetchone() == ("ok",)
         tables = [row[0] for row in db.execute("select name from sqlite_master where type = 'table'")]
     assert not [t for t in tables if t.startswith("_alembic_tmp")]
-    assert [status for _, status in _runs(isolated_home)] == ["FINISHED"] * 4
+    assert [status for _, status in _runs(isolated_home)] == ["FINISHED"] * len(evaluated)
 
 
 def test_sigterm_marks_the_mlflow_run_killed(isolated_home):

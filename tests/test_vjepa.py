@@ -282,8 +282,11 @@ def test_one_predicted_token_is_a_user_error_naming_the_field() -> None:
 @pytest.mark.parametrize(
     "settings, message",
     [
-        (["method.lambda_ll=-0.1"], "error: method 'vjepa': method.lambda_ll must be in [0, 1]"),
-        (["method.freeze_blocks=20"], "error: method 'vjepa': method.freeze_blocks=20 exceeds the 12-block encoder"),
+        (["method.lambda_ll=-0.1"], "error: method config of 'vjepa' rejected: method.lambda_ll must be in [0, 1]"),
+        (
+            ["method.freeze_blocks=20"],
+            "error: method config of 'vjepa' rejected: method.freeze_blocks=20 exceeds the 12-block encoder",
+        ),
         (["pretrain.init_from=WRONG"], "error: pretrain.init_from"),
     ],
 )
