@@ -244,6 +244,10 @@ class Method(nn.Module, abc.ABC):
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     trainable: ClassVar[bool] = True
     pretrain_defaults: ClassVar[dict[str, Any]] = {}
+    #: Per-profile settings the method adds on top of the harness profile (``{"quick": {"method": {...},
+    #: "pretrain": {...}}}``), before ``--set``: e.g. DISCOVER's quick profile trains the image branch on fewer
+    #: frames so that a cold quick run fits the same budget as every other method. They enter the config hash.
+    profile_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     encoder: VideoEncoder
 
     def __init__(self, config: MethodConfig) -> None:
