@@ -1,23 +1,31 @@
-"""How much EF SynthEcho carries, and how much of it a method's frozen features recover.
+"""How much EF SynthEcho carries, and how much of it each method's frozen features recover (issue 16's instrument).
 
-    python benchmarks/synthecho_signal.py [--size 64] [--methods videomae random_init] [--set KEY=VALUE ...]
+    ECHOBENCH_HOME=... python benchmarks/synthecho_signal.py [--methods random_init videomae discover]
+        [--pretrain-seeds 0 1 2] [--readouts] [--set KEY=VALUE ...]
 
-Rows, each fitted on train, tuned on validation, scored once on test (ridge for ``ef`` R², logistic regression for
-``ef_anomaly`` AUROC; 95 % intervals by bootstrap over test patients):
+Everything is fitted on train, tuned on validation and scored once on test, with 95 % intervals by bootstrap over
+test **patients**. Tables:
 
-- ``oracle: tracing area ratio`` — 1 − (ES LV area / ED LV area) from the LV tracings at the working size: what the
-  annotation geometry says about EF (an upper bound for any pixel method).
-- ``oracle: LV-box dark-pixel range`` — pixels only: the fraction of dark pixels inside the LV's ED bounding box in
-  every frame of the video, summarised as 1 − min/max and the SD over frames (motion of the cavity).
-- ``single frame`` — the same 8×8 down-sampled intensities of one random frame per video: a static shortcut, if
-  any.
-- each method in ``--methods``: its kNN (``ef_anomaly``) and linear (``ef``) results through the harness with the
-  run's settings (pass e.g. ``--set protocol.pool=mean_std``), plus the frame-shuffle control where supported.
+1. Oracles (ridge for ``ef`` R², logistic regression for ``ef_anomaly`` AUROC, penalties chosen on validation):
+   - ``tracing area ratio`` — 1 − ES/ED LV area from the tracings: what the annotation geometry says about EF;
+   - ``pixels: LV-box darkness over the video`` — pixels only, the ED tracing's bounding box locating the LV: for
+     every frame the fraction of dark pixels in that box (raw and blurred, several thresholds) and the box's mean
+     intensity, each summarised over the video's frames as range/max and SD; if this stays below R² 0.8,
+     SynthEcho's EF is not visible in its pixels;
+   - ``single frame`` — 8×8 intensities of one random frame: the static shortcut, if any.
+2. ``--readouts``: validation evidence for the frozen protocols' default ``protocol.pool`` — every method's linear
+   ``ef`` validation R² and kNN ``ef_anomaly`` validation AUROC for each readout (``encoder``, ``mean``,
+   ``mean_std``), so the default is chosen on validation across methods, never on test.
+3. Methods through the harness with the run's settings (default readout unless ``--set protocol.pool=...``): kNN
+   ``ef_anomaly`` AUROC and balanced accuracy, linear ``ef`` R², and the same linear probe on frame-shuffled clips
+   (``protocol.shuffle_frames=true``: a method that reads motion loses most of its R²). ``--pretrain-seeds``
+   pretrains each method once per seed (``pretrain.seed``).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -30,21 +38,29 @@ from echobench.console import console
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.synthecho import SynthEchoDataset
 from echobench.data.tasks import get_task
+from echobench.stats import unit_counts
 
-ALPHAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
+DARK_THRESHOLDS = (30, 40, 60, 80)
 
 
-def patient_bootstrap(metric, y: np.ndarray, s: np.ndarray, patients: np.ndarray, n: int = 1000) -> tuple[float, float]:
-    rng = np.random.default_rng(0)
+def patient_interval(
+    metric: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray, s: np.ndarray, patients: np.ndarray
+) -> tuple[float, float]:
     ids = np.unique(patients)
-    rows = {p: np.flatnonzero(patients == p) for p in ids}
+    counts = unit_counts(np.random.default_rng(0).integers(0, len(ids), size=(1000, len(ids))), patients, len(y))
     values = []
-    for _ in range(n):
-        take = np.concatenate([rows[p] for p in rng.choice(ids, size=len(ids), replace=True)])
-        if len(np.unique(y[take])) < 2 and metric is roc_auc_score:
+    for row in counts.astype(np.int64):
+        take = np.repeat(np.arange(len(y)), row)
+        if metric is roc_auc_score and len(np.unique(y[take])) < 2:
             continue
         values.append(metric(y[take], s[take]))
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def fmt(value: float, interval: tuple[float, float]) -> str:
+    return f"{value:.3f} [{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 def fit_score(
@@ -52,55 +68,60 @@ def fit_score(
 ) -> tuple[str, str]:
     scaler = StandardScaler().fit(x["train"])
     z = {k: scaler.transform(v) for k, v in x.items()}
-    ridge = max(
-        ALPHAS, key=lambda a: r2_score(ef["val"], Ridge(alpha=a).fit(z["train"], ef["train"]).predict(z["val"]))
+
+    def ridge(alpha: float) -> Ridge:
+        return Ridge(alpha=alpha).fit(z["train"], ef["train"])
+
+    alpha = max(ALPHAS, key=lambda a: r2_score(ef["val"], ridge(a).predict(z["val"])))
+    pred = ridge(alpha).predict(z["test"])
+
+    def logistic(c: float) -> LogisticRegression:
+        return LogisticRegression(C=c, max_iter=5000).fit(z["train"], anomaly["train"])
+
+    c = max(
+        (1.0 / a for a in ALPHAS), key=lambda c: roc_auc_score(anomaly["val"], logistic(c).decision_function(z["val"]))
     )
-    pred = Ridge(alpha=ridge).fit(z["train"], ef["train"]).predict(z["test"])
-    r2 = r2_score(ef["test"], pred)
-    r2_ci = patient_bootstrap(r2_score, ef["test"], pred, patients)
+    score = logistic(c).decision_function(z["test"])
+    return (
+        fmt(r2_score(ef["test"], pred), patient_interval(r2_score, ef["test"], pred, patients)),
+        fmt(roc_auc_score(anomaly["test"], score), patient_interval(roc_auc_score, anomaly["test"], score, patients)),
+    )
 
-    def val_auc(c: float) -> float:
-        model = LogisticRegression(C=c, max_iter=2000).fit(z["train"], anomaly["train"])
-        return roc_auc_score(anomaly["val"], model.decision_function(z["val"]))
 
-    c = max((1.0 / a for a in ALPHAS), key=val_auc)
-    score = LogisticRegression(C=c, max_iter=2000).fit(z["train"], anomaly["train"]).decision_function(z["test"])
-    auc = roc_auc_score(anomaly["test"], score)
-    auc_ci = patient_bootstrap(roc_auc_score, anomaly["test"], score, patients)
-    return f"{r2:.3f} [{r2_ci[0]:.3f}, {r2_ci[1]:.3f}]", f"{auc:.3f} [{auc_ci[0]:.3f}, {auc_ci[1]:.3f}]"
+def _range_and_sd(per_frame: np.ndarray) -> list[float]:
+    return [1.0 - per_frame.min() / max(per_frame.max(), 1e-6), float(per_frame.std())]
 
 
 def oracle_features(dataset: SynthEchoDataset, cache: DecodeCache, ids: list[str], seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    area, dark, single = [], [], []
+    rows = dataset.table.set_index("video_id")
+    area, pixels, single = [], [], []
     for video_id in ids:
         masks = {f: cache.working_mask(video_id, m) > 0 for f, m in dataset.masks(video_id).items()}
-        row = dataset.table.set_index("video_id").loc[video_id]
-        ed, es = masks[int(row["ed_frame"])], masks[int(row["es_frame"])]
+        ed, es = masks[int(rows.loc[video_id, "ed_frame"])], masks[int(rows.loc[video_id, "es_frame"])]
         area.append([1.0 - es.sum() / max(1, ed.sum())])
-        frames = cache.video(video_id)
+        frames = cache.video(video_id).astype(np.float32)
         ys, xs = np.nonzero(ed)
-        box = frames[:, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] if len(ys) else frames
-        fraction = (box < 40).mean(axis=(1, 2))
-        dark.append([1.0 - fraction.min() / max(fraction.max(), 1e-6), fraction.std(), fraction.mean()])
+        box = frames[:, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        blurred = np.stack([cv2.GaussianBlur(frame, (0, 0), 1.5) for frame in box])
+        row: list[float] = []
+        for threshold in DARK_THRESHOLDS:
+            for source in (box, blurred):
+                row += _range_and_sd((source < threshold).mean(axis=(1, 2)))
+        row += _range_and_sd(box.mean(axis=(1, 2)))
+        pixels.append(row)
         frame = frames[rng.integers(len(frames))]
         single.append(cv2.resize(frame, (8, 8), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0)
-    return {"area": np.array(area), "dark": np.array(dark), "single": np.array(single)}
+    return {"area": np.array(area), "pixels": np.array(pixels), "single": np.array(single)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--methods", nargs="*", default=[])
-    parser.add_argument("--set", dest="sets", action="append", default=[])
-    parser.add_argument("--profile", default="quick")
-    args = parser.parse_args()
-
+def oracle_table(size: int) -> None:
     dataset = SynthEchoDataset.default()
-    cache = DecodeCache.build(dataset, args.size)
+    cache = DecodeCache.build(dataset, size)
     ef_task, anomaly_task = get_task("ef"), get_task("ef_anomaly")
     features: dict[str, dict[str, np.ndarray]] = {}
     ef, anomaly = {}, {}
+    patients = np.array([])
     for split in ("train", "val", "test"):
         table = dataset.split_table(split)
         table = table[(table["ed_frame"] >= 0) & (table["es_frame"] >= 0)].reset_index(drop=True)
@@ -110,33 +131,87 @@ def main() -> None:
             features.setdefault(name, {})[split] = values
         if split == "test":
             patients = table["patient_id"].to_numpy()
-    table = Table(title=f"SynthEcho EF signal · {len(ef['test'])} test videos · test value [95% CI, patient bootstrap]")
+    title = (
+        f"SynthEcho EF signal · {len(ef['test'])} test videos, {len(np.unique(patients))} patients, "
+        f"{int(anomaly['test'].sum())} ef_anomaly positives · test [95% CI over patients]"
+    )
+    table = Table(title=title)
     for column in ("readout", "ef R² (ridge)", "ef_anomaly AUROC (logistic)"):
         table.add_column(column)
     labels = {
         "area": "oracle: tracing area ratio",
-        "dark": "oracle: LV-box dark-pixel range",
-        "single": "single frame (8×8 pixels)",
+        "pixels": "oracle: pixels, LV-box darkness over the video",
+        "single": "single random frame (8×8 pixels)",
     }
     for name, label in labels.items():
         table.add_row(label, *fit_score(features[name], ef, anomaly, patients))
     console.print(table)
+
+
+def _result(method: str, protocol: str, sets: list[str], profile: str):  # noqa: ANN202 - a ProtocolResult
+    from echobench.runner import execute, resolve
+
+    return execute(resolve(method, protocol, sets=sets, profile=profile)).result
+
+
+def _cell(result, metric: str) -> str:  # noqa: ANN001 - a ProtocolResult
+    return fmt(result.metrics[metric], result.ci.get(metric, (float("nan"), float("nan"))))
+
+
+def readout_table(methods: list[str], sets: list[str], profile: str) -> None:
+    table = Table(title="validation evidence for protocol.pool (linear ef val R² · kNN ef_anomaly val AUROC)")
+    table.add_column("method")
+    pools = ("encoder", "mean", "mean_std")
+    for pool in pools:
+        table.add_column(pool)
+    for method in methods:
+        cells = []
+        for pool in pools:
+            chosen = [*sets, f"protocol.pool={pool}", "protocol.ci_resamples=0"]
+            linear = _result(method, "linear", chosen, profile)
+            knn = _result(method, "knn", chosen, profile)
+            cells.append(f"{linear.val_metrics['r2']:.3f} · {knn.val_metrics['auroc']:.3f}")
+        table.add_row(method, *cells)
+    console.print(table)
+
+
+def methods_table(methods: list[str], seeds: list[int], sets: list[str], profile: str) -> None:
+    table = Table(title="methods through the harness · test [95% CI over patients]")
+    for column in ("method", "pretrain seed", "knn ef_anomaly AUROC", "knn bal. acc.", "linear ef R²", "shuffled R²"):
+        table.add_column(column)
+    for method in methods:
+        for seed in seeds:
+            run = [*sets, f"pretrain.seed={seed}"]
+            knn = _result(method, "knn", run, profile)
+            linear = _result(method, "linear", run, profile)
+            shuffled = _result(method, "linear", [*run, "protocol.shuffle_frames=true"], profile)
+            table.add_row(
+                method,
+                str(seed),
+                _cell(knn, "auroc"),
+                _cell(knn, "balanced_accuracy"),
+                _cell(linear, "r2"),
+                _cell(shuffled, "r2"),
+            )
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=64, help="working size of the oracle features")
+    parser.add_argument("--methods", nargs="*", default=[])
+    parser.add_argument("--pretrain-seeds", nargs="*", type=int, default=[0])
+    parser.add_argument("--readouts", action="store_true", help="the validation evidence for protocol.pool")
+    parser.add_argument("--no-oracle", action="store_true")
+    parser.add_argument("--set", dest="sets", action="append", default=[])
+    parser.add_argument("--profile", default="quick")
+    args = parser.parse_args()
+    if not args.no_oracle:
+        oracle_table(args.size)
+    if args.readouts:
+        readout_table(args.methods, args.sets, args.profile)
     if args.methods:
-        from echobench.runner import execute, resolve
-
-        methods = Table(title="methods through the harness (test [95% CI])")
-        for column in ("method", "knn ef_anomaly AUROC", "knn bal. acc.", "linear ef R²"):
-            methods.add_column(column)
-        for method in args.methods:
-            knn = execute(resolve(method, "knn", sets=args.sets, profile=args.profile)).result
-            linear = execute(resolve(method, "linear", sets=args.sets, profile=args.profile)).result
-
-            def fmt(result, metric: str) -> str:
-                low, high = result.ci.get(metric, (float("nan"), float("nan")))
-                return f"{result.metrics[metric]:.3f} [{low:.3f}, {high:.3f}]"
-
-            methods.add_row(method, fmt(knn, "auroc"), fmt(knn, "balanced_accuracy"), fmt(linear, "r2"))
-        console.print(methods)
+        methods_table(args.methods, args.pretrain_seeds, args.sets, args.profile)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ class ClipSpec:
     ``seconds`` samples by time instead of by frame stride: ``frames`` frames evenly over ``seconds`` of each
     video, using its own fps (Temporal MAE's "10 frames over one second"); ``stride`` is then unused.
     ``tasks`` names the task labels a method needs in its batches (``ClipBatch.labels``; supervised methods).
+    ``shuffle_frames`` (evaluation clips only) presents each clip's frames in a fixed random order: the temporal
+    control, where an encoder that reads motion loses its signal and one that reads single frames does not.
     """
 
     frames: int = 16
@@ -49,6 +51,7 @@ class ClipSpec:
     needs_ed_es: bool = False
     seconds: float | None = None
     tasks: tuple[str, ...] = ()
+    shuffle_frames: bool = False
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.stride < 1 or self.size < 8:

@@ -24,6 +24,7 @@ from echobench.embed import EncodedSplit, encode_split
 from echobench.errors import UserError
 from echobench.pretrain import Pretrained
 from echobench.protocols.base import FeatureSet
+from echobench.protocols.readout import needs_tokens, readout
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -84,8 +85,14 @@ class ProtocolContext:
             with_tokens=with_tokens,
         )
 
-    def features(self, split: str, *, tokens: bool = False, spec: ClipSpec | None = None) -> FeatureSet:
-        """Frozen features of the split's labelled videos, in table order, read from the embedding cache."""
+    def features(
+        self, split: str, *, tokens: bool = False, spec: ClipSpec | None = None, pool: str = "encoder"
+    ) -> FeatureSet:
+        """Frozen features of the split's labelled videos, in table order, read from the embedding cache.
+
+        ``pool`` names the readout (:mod:`echobench.protocols.readout`); readouts other than the plugin's own pooled
+        vector are computed from the cached token grid, which is then dropped unless ``tokens`` asks for it.
+        """
         if len(self.table(split)) == 0:
             raise UserError(
                 f"split {split} of dataset {self.dataset.name} has no videos; give the dataset train, val and test "
@@ -97,8 +104,16 @@ class ProtocolContext:
                 f"split {split} has no video labelled for task {self.task.name}; the dataset needs labelled "
                 "train, val and test videos"
             )
-        sources = {name: self.encode(name, with_tokens=tokens, spec=spec) for name in table["split"].unique()}
-        return select_videos(sources, table, targets)
+        with_tokens = tokens or needs_tokens(pool)
+        sources = {name: self.encode(name, with_tokens=with_tokens, spec=spec) for name in table["split"].unique()}
+        selected = select_videos(sources, table, targets)
+        if pool == "encoder":
+            return selected
+        return dataclasses.replace(
+            selected,
+            features=readout(pool, selected.features, selected.tokens),
+            tokens=selected.tokens if tokens else None,
+        )
 
 
 def select_videos(sources: dict[str, EncodedSplit], table: pd.DataFrame, targets: np.ndarray) -> FeatureSet:

@@ -129,8 +129,17 @@ def resolve(
     imposed = method_cls.eval_clip_settings(method_config)
     eval_clips = {**spec.settings.get("eval_clips", {}), **clip_overrides, **imposed}
     config_values = {**spec.settings.get("config", {})}
-    config_values.update({k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.")})
+    config_values.update(
+        {k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.") and k != "shuffle_frames"}
+    )
     protocol_config = family.config_from_dict(config_values)
+    if shuffle_setting(protocol_overrides.get("shuffle_frames", False)):
+        if not _frozen_encoder(family, protocol_config):
+            raise UserError(
+                f"protocol.shuffle_frames: protocol {spec.name} trains the encoder, so it would learn from the "
+                "shuffled clips; use the control with a frozen protocol (knn, linear, mlp, attentive, ...)"
+            )
+        eval_clips["shuffle_frames"] = True
     chosen_task = get_task(task or data.task or spec.task)
     check_task(spec.name, family, protocol_config, chosen_task)
     resolved = Resolved(
@@ -160,6 +169,15 @@ def clips_setting(value: Any) -> dict[str, Any]:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return {"start": "evenly", "num_clips": value}
     raise UserError(f"protocol.clips must be a positive integer or 'all', got {value!r}; e.g. --set protocol.clips=4")
+
+
+def shuffle_setting(value: Any) -> bool:
+    """``protocol.shuffle_frames``: evaluate on clips whose frames are permuted (the temporal control)."""
+    if isinstance(value, bool):
+        return value
+    raise UserError(
+        f"protocol.shuffle_frames must be true or false, got {value!r}; e.g. --set protocol.shuffle_frames=true"
+    )
 
 
 def _seeds(value: Any) -> int:

@@ -233,3 +233,19 @@ def test_ed_es_clips_need_known_frames(dataset: EchoNetDynamic, cache: DecodeCac
         EvalClipDataset(cache, table, spec, 0.3, 0.2)
     with pytest.raises(UserError, match="0X0004"):
         ClipDataset(cache, table, spec, 0.3, 0.2, seed=0)
+
+
+def test_shuffled_eval_clips_permute_each_clip_reproducibly(dataset: EchoNetDynamic, cache: DecodeCache) -> None:
+    table = dataset.split_table("val")
+    plain = EvalClipDataset(cache, table, ClipSpec(frames=8, stride=2, size=SIZE, start="all"), 0.3, 0.2)
+    spec = ClipSpec(frames=8, stride=2, size=SIZE, start="all", shuffle_frames=True)
+    shuffled, again = (EvalClipDataset(cache, table, spec, 0.3, 0.2) for _ in range(2))
+    np.testing.assert_array_equal(shuffled.frame_indices, again.frame_indices)
+    np.testing.assert_array_equal(np.sort(shuffled.frame_indices, axis=1), plain.frame_indices)
+    assert (shuffled.frame_indices != plain.frame_indices).any(axis=1).all()
+    # A video's permutation depends on its id, not on the table it sits in.
+    alone = EvalClipDataset(cache, table.iloc[1:].reset_index(drop=True), spec, 0.3, 0.2)
+    np.testing.assert_array_equal(alone.frame_indices, shuffled.frame_indices[shuffled.video_rows == 1])
+    clip, _, _ = shuffled[0]
+    frames = cache.video(table.loc[0, "video_id"])[shuffled.frame_indices[0]]
+    np.testing.assert_allclose(clip[0].numpy(), (frames / 255.0 - 0.3) / 0.2, rtol=1e-5, atol=1e-5)

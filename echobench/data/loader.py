@@ -7,6 +7,7 @@ identical whatever ``num_workers`` is and a resumed run can replay any epoch.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,6 +263,10 @@ class EvalClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
             raise ValueError(f"evaluation clips use start in {_EVAL_STARTS}, not {spec.start!r}")
         self._clips = _CacheClips(cache, table, spec, mean, std)
         per_video = [self._clips.indices(row, None) for row in range(len(table))]
+        if spec.shuffle_frames:
+            per_video = [
+                shuffled(str(video_id), rows) for video_id, rows in zip(table["video_id"], per_video, strict=True)
+            ]
         self.video_rows = np.repeat(np.arange(len(table)), [len(p) for p in per_video])
         self.clip_numbers = np.concatenate([np.arange(len(p)) for p in per_video]) if per_video else np.zeros(0, int)
         self.frame_indices = np.concatenate(per_video) if per_video else np.zeros((0, spec.frames), np.int64)
@@ -272,6 +277,13 @@ class EvalClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int, int]:
         row = int(self.video_rows[k])
         return self._clips.clips(row, self.frame_indices[k : k + 1])[0], row, int(self.clip_numbers[k])
+
+
+def shuffled(video_id: str, clips: np.ndarray) -> np.ndarray:
+    """Each clip's frame indices ``(n, T)`` in a random order drawn from the video id and the clip's rank alone,
+    so a video's shuffled clips are the same in every split, table and process (the temporal control)."""
+    key = zlib.crc32(video_id.encode())
+    return np.stack([np.random.default_rng((key, rank)).permutation(row) for rank, row in enumerate(clips)])
 
 
 def collate_eval(

@@ -4,6 +4,7 @@
   (:mod:`echobench.models.stff`).
 * :class:`AttentiveProbe` — V-JEPA's attentive probe (one learned query, one cross-attention block, linear head).
 * :class:`MaxPoolHead` — EchoVisionFM's baseline (max over all tokens, linear head).
+* :class:`MeanStdHead` — the ``mean_std`` readout of the frozen protocols (grid mean and motion map), then a Linear.
 * :class:`LinearUpsampleSegHead` — DISCOVER's segmentation head (per-token linear layer, bilinear upsampling).
 * :class:`TransposedConvSegHead` — V-JEPA-style shallow decoder of two transposed convolutions.
 
@@ -123,6 +124,27 @@ class MaxPoolHead(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens ``(B, T', H', W', D)`` (or ``(B, N, D)``) → ``(B, outputs)``."""
         return self.head(flatten_grid(tokens, self.dim).amax(dim=1))
+
+
+class MeanStdHead(nn.Module):
+    """A Linear on the ``mean_std`` readout (:mod:`echobench.protocols.readout`): the token grid's mean over time
+    and space beside its motion map (each location's temporal SD, averaged over channels), layer-normalised because
+    the two parts have unrelated scales. A mean-pooled head cannot see motion; this one can, at the cost of a
+    Linear."""
+
+    def __init__(self, dim: int, outputs: int, locations: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim + locations)
+        self.head = nn.Linear(dim + locations, outputs)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(B, T', H', W', D)`` → ``(B, outputs)``."""
+        if tokens.dim() != 5:
+            raise ValueError(f"MeanStdHead needs the token grid (B, T', H', W', D), got {tuple(tokens.shape)}")
+        mean = tokens.mean(dim=(1, 2, 3))
+        # sqrt(var + eps): the gradient of a standard deviation is infinite where a token does not move.
+        spread = (tokens.var(dim=1, correction=0) + 1e-6).sqrt().mean(dim=-1).flatten(1)
+        return self.head(self.norm(torch.cat([mean, spread], dim=1)))
 
 
 def select_frame(tokens: torch.Tensor, frame: torch.Tensor | None) -> torch.Tensor:

@@ -10,18 +10,24 @@ import numpy as np
 
 from echobench.context import ProtocolContext
 from echobench.errors import UserError
-from echobench.protocols.base import ProtocolResult, config_from_mapping
+from echobench.protocols.base import FeatureSet, ProtocolResult, config_from_mapping
 from echobench.protocols.clip_variance import clip_variance
 from echobench.protocols.knn import KnnConfig, run_knn
 from echobench.protocols.probe import ProbeConfig, fit_probe, run_probe
+from echobench.protocols.readout import Pool, check_pool
 
 
 def knn_config(values: dict[str, Any]) -> KnnConfig:
     return KnnConfig.from_dict(values)
 
 
+def _splits(ctx: ProtocolContext, pool: str) -> tuple[FeatureSet, FeatureSet, FeatureSet]:
+    train, val, test = (ctx.features(split, pool=pool) for split in ("train", "val", "test"))
+    return train, val, test
+
+
 def run_knn_family(ctx: ProtocolContext) -> ProtocolResult:
-    return run_knn(ctx.features("train"), ctx.features("val"), ctx.features("test"), ctx.task, ctx.config)
+    return run_knn(*_splits(ctx, ctx.config.pool), ctx.task, ctx.config)
 
 
 def probe_config(values: dict[str, Any]) -> ProbeConfig:
@@ -29,7 +35,7 @@ def probe_config(values: dict[str, Any]) -> ProbeConfig:
 
 
 def run_probe_family(ctx: ProtocolContext) -> ProtocolResult:
-    return run_probe(ctx.features("train"), ctx.features("val"), ctx.features("test"), ctx.task, ctx.config)
+    return run_probe(*_splits(ctx, ctx.config.pool), ctx.task, ctx.config)
 
 
 @dataclass
@@ -40,10 +46,12 @@ class ClipVarianceConfig:
     num_starts: int = 16
     head: Literal["linear", "mlp"] = "linear"
     epochs: int = 100
+    pool: Pool = "encoder"
     ci_resamples: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_pool("clip-variance", self.pool)
         if isinstance(self.num_starts, bool) or not isinstance(self.num_starts, int) or self.num_starts < 2:
             raise UserError(f"clip-variance: num_starts must be an integer >= 2, got {self.num_starts!r}")
 
@@ -58,8 +66,10 @@ def clip_variance_config(values: dict[str, Any]) -> ClipVarianceConfig:
 def run_clip_variance_family(ctx: ProtocolContext) -> ProtocolResult:
     """EchoCardMAE Fig. 2: how much a video's prediction moves with its clip's start frame."""
     cfg: ClipVarianceConfig = ctx.config
-    probe = fit_probe(ctx.features("train"), ctx.features("val"), ctx.task, cfg.probe(), cfg.seed)
-    test = ctx.features("test", spec=dataclasses.replace(ctx.eval_spec, start="evenly", num_clips=cfg.num_starts))
+    train, val = ctx.features("train", pool=cfg.pool), ctx.features("val", pool=cfg.pool)
+    probe = fit_probe(train, val, ctx.task, cfg.probe(), cfg.seed)
+    starts = dataclasses.replace(ctx.eval_spec, start="evenly", num_clips=cfg.num_starts)
+    test = ctx.features("test", spec=starts, pool=cfg.pool)
     pred, score = probe.predict(test.clips_as_videos())
     order = np.argsort(test.clip_video, kind="stable")
     clip_number = np.empty(len(order), dtype=np.int64)

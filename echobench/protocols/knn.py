@@ -37,6 +37,7 @@ from echobench.data.tasks import Task
 from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
 from echobench.protocols.base import FeatureSet, ProtocolResult, check_split, config_from_mapping
+from echobench.protocols.readout import Pool, check_pool
 
 DISCOVER_CODE_K = 10
 # faiss-gpu's brute-force search returns at most this many neighbours per query.
@@ -45,7 +46,7 @@ _CPU_DATABASE_BLOCK = 8192
 
 Aggregate = Literal["mean", "any"]
 Variant = Literal["standard", "discover_code"]
-FeatureTransform = Literal["raw", "center"]
+FeatureTransform = Literal["raw", "center", "standardize"]
 _AGGREGATES: tuple[str, ...] = ("mean", "any")
 _VARIANTS: tuple[str, ...] = ("standard", "discover_code")
 
@@ -65,6 +66,7 @@ class KnnConfig:
     feature_transform: FeatureTransform = "raw"
     ci_resamples: int = 1000
     seed: int = 0
+    pool: Pool = "encoder"
 
     def __post_init__(self) -> None:
         if self.k is not None:
@@ -77,7 +79,8 @@ class KnnConfig:
             raise UserError(f"knn: temperature must be > 0, got {self.temperature!r}")
         _check_choice("aggregate", self.aggregate, _AGGREGATES)
         _check_choice("variant", self.variant, _VARIANTS)
-        _check_choice("feature_transform", self.feature_transform, ("raw", "center"))
+        _check_choice("feature_transform", self.feature_transform, ("raw", "center", "standardize"))
+        check_pool("knn", self.pool)
         if self.ci_resamples < 0:
             raise UserError(f"knn: ci_resamples must be >= 0 (0 = no intervals), got {self.ci_resamples}")
 
@@ -157,11 +160,18 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 
 def transformed(bank: np.ndarray, queries: np.ndarray, transform: str) -> tuple[np.ndarray, np.ndarray]:
     """``raw``: features as encoded; ``center``: both minus the bank's mean (then L2-normalised by the search), a
-    common fix for features dominated by one shared direction (e.g. MAE encoders)."""
+    common fix for features dominated by one shared direction (e.g. MAE encoders); ``standardize``: centred and
+    divided by the bank's per-dimension standard deviation (constant dimensions are left unscaled), so that
+    readouts mixing scales (a token mean beside a motion map) weigh every dimension alike."""
     if transform == "raw":
         return bank, queries
-    mean = np.asarray(bank, dtype=np.float64).mean(axis=0)
-    return np.asarray(bank, dtype=np.float64) - mean, np.asarray(queries, dtype=np.float64) - mean
+    bank64, queries64 = np.asarray(bank, dtype=np.float64), np.asarray(queries, dtype=np.float64)
+    mean = bank64.mean(axis=0)
+    if transform == "center":
+        return bank64 - mean, queries64 - mean
+    spread = bank64.std(axis=0)
+    scale = np.where(spread > 0, spread, 1.0)
+    return (bank64 - mean) / scale, (queries64 - mean) / scale
 
 
 @contextlib.contextmanager

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from echobench.data.tasks import Task
 from echobench.errors import UserError
 from echobench.protocols.base import FeatureSet, ProtocolResult, check_split, config_from_mapping
+from echobench.protocols.readout import Pool, check_pool
 from echobench.protocols.scoring import (
     AGGREGATES,
     Aggregate,
@@ -82,11 +83,13 @@ class ProbeConfig:
     aggregate: Aggregate = "mean"
     solver: Solver = "auto"
     penalties: tuple[float, ...] = DEFAULT_PENALTIES
+    pool: Pool = "encoder"
     ci_resamples: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
         _check_choice("head", self.head, _HEADS)
+        check_pool("probe", self.pool)
         _check_choice("solver", self.solver, ("auto", "closed_form", "sgd"))
         if self.solver == "closed_form" and self.head != "linear":
             raise UserError("probe: solver closed_form fits linear heads only; use solver sgd (or auto) for mlp")

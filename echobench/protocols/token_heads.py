@@ -27,7 +27,7 @@ from torch import nn
 from echobench.context import ProtocolContext
 from echobench.data.tasks import Task
 from echobench.errors import UserError
-from echobench.models.heads import AttentiveProbe, MaxPoolHead
+from echobench.models.heads import AttentiveProbe, MaxPoolHead, MeanStdHead
 from echobench.models.stff import STFFHead
 from echobench.protocols.base import FeatureSet, ProtocolResult, check_split, config_from_mapping
 from echobench.protocols.scoring import (
@@ -41,16 +41,17 @@ from echobench.protocols.scoring import (
     video_outputs,
 )
 
-HeadKind = Literal["linear", "attentive", "stff", "maxpool"]
-HEAD_KINDS: tuple[str, ...] = ("linear", "attentive", "stff", "maxpool")
-TOKEN_HEADS: tuple[str, ...] = ("attentive", "stff", "maxpool")
+HeadKind = Literal["linear", "attentive", "stff", "maxpool", "mean_std"]
+HEAD_KINDS: tuple[str, ...] = ("linear", "attentive", "stff", "maxpool", "mean_std")
+TOKEN_HEADS: tuple[str, ...] = ("attentive", "stff", "maxpool", "mean_std")
 
 
 class TaskHead(nn.Module):
     """A downstream head with one signature: ``forward(pooled (B, D), tokens (B, T', H', W', D), frame_times)``.
 
-    ``linear`` reads the pooled feature; ``attentive`` (V-JEPA), ``stff`` (EchoVisionFM) and ``maxpool`` read the
-    token grid; ``stff`` also reads each temporal token's real frame time ``(B, T')``.
+    ``linear`` reads the pooled feature; ``attentive`` (V-JEPA), ``stff`` (EchoVisionFM), ``maxpool`` and
+    ``mean_std`` (grid mean + motion map) read the token grid; ``stff`` also reads each temporal token's real frame
+    time ``(B, T')``.
     """
 
     def __init__(
@@ -67,6 +68,8 @@ class TaskHead(nn.Module):
             self.module = AttentiveProbe(dim, outputs, num_heads or max(1, dim // 64))
         elif kind == "stff":
             self.module = STFFHead(dim, outputs, spatial=(grid[1], grid[2]))
+        elif kind == "mean_std":
+            self.module = MeanStdHead(dim, outputs, grid[1] * grid[2])
         else:
             self.module = MaxPoolHead(dim, outputs)
 
