@@ -15,7 +15,8 @@ test **patients**. Tables:
    - ``single frame`` — 8×8 intensities of one random frame: the static shortcut, if any.
 2. ``--readouts``: validation evidence for the frozen protocols' default ``protocol.pool`` — every method's linear
    ``ef`` validation R² and kNN ``ef_anomaly`` validation AUROC for each readout (``encoder``, ``mean``,
-   ``mean_std``), so the default is chosen on validation across methods, never on test.
+   ``mean_std``) — and for the kNN's ``feature_transform``, so defaults are chosen on validation across methods,
+   never on test.
 3. Methods through the harness with the run's settings (default readout unless ``--set protocol.pool=...``): kNN
    ``ef_anomaly`` AUROC and balanced accuracy, linear ``ef`` R², and the same linear probe on frame-shuffled clips
    (``protocol.shuffle_frames=true``: a method that reads motion loses most of its R²). ``--pretrain-seeds``
@@ -171,6 +172,18 @@ def readout_table(methods: list[str], sets: list[str], profile: str) -> None:
             linear = _result(method, "linear", chosen, profile)
             knn = _result(method, "knn", chosen, profile)
             cells.append(f"{linear.val_metrics['r2']:.3f} · {knn.val_metrics['auroc']:.3f}")
+        table.add_row(method, *cells)
+    console.print(table)
+    transforms = ("raw", "center", "standardize")
+    table = Table(title="validation evidence for the kNN feature_transform (ef_anomaly val AUROC, default readout)")
+    table.add_column("method")
+    for transform in transforms:
+        table.add_column(transform)
+    for method in methods:
+        cells = []
+        for transform in transforms:
+            chosen = [*sets, f"protocol.feature_transform={transform}", "protocol.ci_resamples=0"]
+            cells.append(f"{_result(method, 'knn', chosen, profile).val_metrics['auroc']:.3f}")
         table.add_row(method, *cells)
     console.print(table)
 

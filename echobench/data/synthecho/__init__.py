@@ -9,7 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from echobench.data.echonet import EchoNetDynamic
-from echobench.data.synthecho.generate import DEFAULT_FRAMES, DEFAULT_VIDEOS, SYNTHECHO_VERSION, synthesize
+from echobench.data.synthecho.generate import (
+    DEFAULT_FRAMES,
+    DEFAULT_VIDEOS,
+    SYNTHECHO_VERSION,
+    check_split_rule,
+    synthesize,
+)
 from echobench.data.synthecho.writer import read_manifest
 from echobench.locks import exclusive
 from echobench.paths import data_dir
@@ -44,10 +50,8 @@ def _is_current(root: Path) -> bool:
 def synthesize_cli(out: Path | None, videos: int | None, seed: int, frames: int | None) -> Path:
     """``echobench data synth``: without ``--out`` the result replaces the default copy every command uses."""
     target = out if out is not None else default_root()
+    videos = DEFAULT_VIDEOS if videos is None else videos
+    frames = DEFAULT_FRAMES if frames is None else frames
+    check_split_rule(videos, seed, frames)
     with exclusive(target, "generating SynthEcho"):
-        return synthesize(
-            target,
-            videos=DEFAULT_VIDEOS if videos is None else videos,
-            seed=seed,
-            frames=DEFAULT_FRAMES if frames is None else frames,
-        )
+        return synthesize(target, videos=videos, seed=seed, frames=frames)
