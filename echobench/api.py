@@ -20,6 +20,10 @@ from echobench.config import ranged
 StartMode = Literal["random", "fixed", "evenly", "all", "ed_es", "traced"]
 
 
+FrameControl = Literal["none", "shuffle", "freeze"]
+FRAME_CONTROLS: tuple[str, ...] = ("none", "shuffle", "freeze")
+
+
 @dataclass(frozen=True)
 class ClipSpec:
     """What a method needs from the loader.
@@ -37,8 +41,9 @@ class ClipSpec:
     ``seconds`` samples by time instead of by frame stride: ``frames`` frames evenly over ``seconds`` of each
     video, using its own fps (Temporal MAE's "10 frames over one second"); ``stride`` is then unused.
     ``tasks`` names the task labels a method needs in its batches (``ClipBatch.labels``; supervised methods).
-    ``shuffle_frames`` (evaluation clips only) presents each clip's frames in a fixed random order: the temporal
-    control, where an encoder that reads motion loses its signal and one that reads single frames does not.
+    ``frame_control`` (evaluation clips only) is a temporal control: ``shuffle`` presents each clip's frames in a
+    fixed random order (what depends on frame order is lost; what the set of frames shows is kept), ``freeze``
+    repeats the clip's first frame (all motion is lost; what one frame shows is kept).
     """
 
     frames: int = 16
@@ -51,7 +56,7 @@ class ClipSpec:
     needs_ed_es: bool = False
     seconds: float | None = None
     tasks: tuple[str, ...] = ()
-    shuffle_frames: bool = False
+    frame_control: FrameControl = "none"
 
     def __post_init__(self) -> None:
         if self.frames < 1 or self.stride < 1 or self.size < 8:
@@ -60,6 +65,8 @@ class ClipSpec:
             raise ValueError(f"invalid clip spec {self}: clips_per_video and num_clips must be >= 1")
         if self.seconds is not None and not self.seconds > 0:
             raise ValueError(f"invalid clip spec {self}: seconds must be > 0")
+        if self.frame_control not in FRAME_CONTROLS:
+            raise ValueError(f"invalid clip spec {self}: frame_control must be one of {FRAME_CONTROLS}")
         if self.seconds is not None and self.start == "traced":
             raise ValueError(f"invalid clip spec {self}: traced clips sit on the stride lattice; unset seconds")
 

@@ -130,16 +130,18 @@ def resolve(
     eval_clips = {**spec.settings.get("eval_clips", {}), **clip_overrides, **imposed}
     config_values = {**spec.settings.get("config", {})}
     config_values.update(
-        {k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.") and k != "shuffle_frames"}
+        {k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.") and k not in CONTROL_SETTINGS}
     )
     protocol_config = family.config_from_dict(config_values)
-    if shuffle_setting(protocol_overrides.get("shuffle_frames", False)):
+    control = frame_control(protocol_overrides)
+    if control != "none":
         if not _frozen_encoder(family, protocol_config):
+            setting = next(name for name, value in CONTROL_SETTINGS.items() if value == control)
             raise UserError(
-                f"protocol.shuffle_frames: protocol {spec.name} trains the encoder, so it would learn from the "
-                "shuffled clips; use the control with a frozen protocol (knn, linear, mlp, attentive, ...)"
+                f"protocol.{setting}: protocol {spec.name} trains the encoder, so it would learn from the "
+                "altered clips; use the control with a frozen protocol (knn, linear, mlp, attentive, ...)"
             )
-        eval_clips["shuffle_frames"] = True
+        eval_clips["frame_control"] = control
     chosen_task = get_task(task or data.task or spec.task)
     check_task(spec.name, family, protocol_config, chosen_task)
     resolved = Resolved(
@@ -171,13 +173,25 @@ def clips_setting(value: Any) -> dict[str, Any]:
     raise UserError(f"protocol.clips must be a positive integer or 'all', got {value!r}; e.g. --set protocol.clips=4")
 
 
-def shuffle_setting(value: Any) -> bool:
-    """``protocol.shuffle_frames``: evaluate on clips whose frames are permuted (the temporal control)."""
-    if isinstance(value, bool):
-        return value
-    raise UserError(
-        f"protocol.shuffle_frames must be true or false, got {value!r}; e.g. --set protocol.shuffle_frames=true"
-    )
+#: Temporal controls of the frozen protocols: ``--set protocol.shuffle_frames=true`` permutes each evaluation clip's
+#: frames, ``--set protocol.freeze_frames=true`` repeats its first frame.
+CONTROL_SETTINGS = {"shuffle_frames": "shuffle", "freeze_frames": "freeze"}
+
+
+def frame_control(protocol_overrides: dict[str, Any]) -> str:
+    """The evaluation clips' :attr:`ClipSpec.frame_control` from the ``protocol.*`` control settings."""
+    chosen = []
+    for setting in CONTROL_SETTINGS:
+        value = protocol_overrides.get(setting, False)
+        if not isinstance(value, bool):
+            raise UserError(
+                f"protocol.{setting} must be true or false, got {value!r}; e.g. --set protocol.{setting}=true"
+            )
+        if value:
+            chosen.append(setting)
+    if len(chosen) > 1:
+        raise UserError("protocol.shuffle_frames and protocol.freeze_frames exclude each other; set one of them")
+    return CONTROL_SETTINGS[chosen[0]] if chosen else "none"
 
 
 def _seeds(value: Any) -> int:

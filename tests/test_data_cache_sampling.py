@@ -238,7 +238,7 @@ def test_ed_es_clips_need_known_frames(dataset: EchoNetDynamic, cache: DecodeCac
 def test_shuffled_eval_clips_permute_each_clip_reproducibly(dataset: EchoNetDynamic, cache: DecodeCache) -> None:
     table = dataset.split_table("val")
     plain = EvalClipDataset(cache, table, ClipSpec(frames=8, stride=2, size=SIZE, start="all"), 0.3, 0.2)
-    spec = ClipSpec(frames=8, stride=2, size=SIZE, start="all", shuffle_frames=True)
+    spec = ClipSpec(frames=8, stride=2, size=SIZE, start="all", frame_control="shuffle")
     shuffled, again = (EvalClipDataset(cache, table, spec, 0.3, 0.2) for _ in range(2))
     np.testing.assert_array_equal(shuffled.frame_indices, again.frame_indices)
     np.testing.assert_array_equal(np.sort(shuffled.frame_indices, axis=1), plain.frame_indices)
@@ -249,3 +249,14 @@ def test_shuffled_eval_clips_permute_each_clip_reproducibly(dataset: EchoNetDyna
     clip, _, _ = shuffled[0]
     frames = cache.video(table.loc[0, "video_id"])[shuffled.frame_indices[0]]
     np.testing.assert_allclose(clip[0].numpy(), (frames / 255.0 - 0.3) / 0.2, rtol=1e-5, atol=1e-5)
+
+
+def test_frozen_eval_clips_repeat_their_first_frame(dataset: EchoNetDynamic, cache: DecodeCache) -> None:
+    table = dataset.split_table("val")
+    plain = EvalClipDataset(cache, table, ClipSpec(frames=4, stride=2, size=SIZE, start="all"), 0.3, 0.2)
+    frozen = EvalClipDataset(
+        cache, table, ClipSpec(frames=4, stride=2, size=SIZE, start="all", frame_control="freeze"), 0.3, 0.2
+    )
+    np.testing.assert_array_equal(frozen.frame_indices, np.repeat(plain.frame_indices[:, :1], 4, axis=1))
+    clip, _, _ = frozen[1]
+    np.testing.assert_array_equal(clip[0, 0].numpy(), clip[0, 3].numpy())

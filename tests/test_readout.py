@@ -60,31 +60,16 @@ def test_pool_is_a_checked_protocol_setting(protocol: str) -> None:
         resolve("random_init", protocol, sets=["protocol.pool=median"])
 
 
-def test_shuffle_frames_is_refused_where_the_encoder_trains() -> None:
+def test_frame_controls_are_refused_where_the_encoder_trains() -> None:
     resolved = resolve("random_init", "linear", sets=["protocol.shuffle_frames=true"])
-    assert resolved.eval_clips["shuffle_frames"] is True
-    assert "shuffle_frames" not in resolve("random_init", "linear").eval_clips
+    assert resolved.eval_clips["frame_control"] == "shuffle"
+    assert resolve("random_init", "knn", sets=["protocol.freeze_frames=true"]).eval_clips["frame_control"] == "freeze"
+    assert "frame_control" not in resolve("random_init", "linear").eval_clips
     with pytest.raises(UserError, match="protocol.shuffle_frames: protocol finetune-full trains the encoder"):
         resolve("random_init", "finetune-full", sets=["protocol.shuffle_frames=true"])
+    with pytest.raises(UserError, match="protocol.freeze_frames: protocol finetune-partial trains the encoder"):
+        resolve("random_init", "finetune-partial", sets=["protocol.freeze_frames=true"])
     with pytest.raises(UserError, match="protocol.shuffle_frames must be true or false"):
         resolve("random_init", "knn", sets=["protocol.shuffle_frames=3"])
-
-
-def test_mean_std_head_reads_the_same_motion_map_and_trains_where_nothing_moves() -> None:
-    import torch
-
-    from echobench.models.heads import MeanStdHead
-
-    head = MeanStdHead(dim=2, outputs=1, locations=2)
-    tokens = torch.tensor(_tokens(), dtype=torch.float32, requires_grad=True)
-    features: dict[str, torch.Tensor] = {}
-
-    def keep_input(_module: torch.nn.Module, args: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
-        features["x"] = args[0].detach()
-
-    head.norm.register_forward_hook(keep_input)
-    head(tokens).sum().backward()
-    np.testing.assert_allclose(features["x"].numpy(), [[2.0, 1.5, 0.5, 1.0]], atol=1e-3)
-    assert torch.isfinite(tokens.grad).all()
-    with pytest.raises(ValueError, match="token grid"):
-        head(torch.zeros(1, 4, 2))
+    with pytest.raises(UserError, match="exclude each other"):
+        resolve("random_init", "knn", sets=["protocol.shuffle_frames=true", "protocol.freeze_frames=true"])

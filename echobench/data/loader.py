@@ -263,10 +263,12 @@ class EvalClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
             raise ValueError(f"evaluation clips use start in {_EVAL_STARTS}, not {spec.start!r}")
         self._clips = _CacheClips(cache, table, spec, mean, std)
         per_video = [self._clips.indices(row, None) for row in range(len(table))]
-        if spec.shuffle_frames:
+        if spec.frame_control == "shuffle":
             per_video = [
                 shuffled(str(video_id), rows) for video_id, rows in zip(table["video_id"], per_video, strict=True)
             ]
+        elif spec.frame_control == "freeze":
+            per_video = [np.repeat(rows[:, :1], rows.shape[1], axis=1) for rows in per_video]
         self.video_rows = np.repeat(np.arange(len(table)), [len(p) for p in per_video])
         self.clip_numbers = np.concatenate([np.arange(len(p)) for p in per_video]) if per_video else np.zeros(0, int)
         self.frame_indices = np.concatenate(per_video) if per_video else np.zeros((0, spec.frames), np.int64)
