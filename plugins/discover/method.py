@@ -67,10 +67,12 @@ class DiscoverConfig(MethodConfig):
     - ``encode_from``: downstream features come from the video teacher (default) or student.
 
     Quick profile only (``Discover.profile_overrides["quick"]``, not in the paper): at the harness's quick geometry
-    (ViT-T, 16 frames of 64², tubelet 4, batch 8) a paper-sized step costs about 15–30× a VideoMAE step on 2 CPU
-    cores, mostly the image student's 4 masked views of all 128 frames, the image teacher on all 128 frames and
-    Sinkhorn over K = 3000 prototypes. To fit the cold-run budget of ``echobench run`` on 2 cores, the quick profile
-    sets (``benchmarks/discover_quick_cost.py`` measures the effect):
+    (ViT-T, 16 frames of 64², tubelet 4, batch 8) a paper-sized step costs 4–35× a VideoMAE step on 2 shared CPU
+    cores (the ratio moves with the machine's load), mostly the image student's 4 masked views of all 128 frames,
+    the image teacher on all 128 frames and Sinkhorn over K = 3000 prototypes. Towards the cold-run budget of
+    ``echobench run`` on 2 cores, the quick profile sets (``benchmarks/discover_quick_cost.py`` measures the
+    effect: about 3–7× a VideoMAE step remain, of which the two teachers' full-input forward passes alone are
+    about 1.8×):
 
     - ``video_views`` 2 and ``image_views`` 2 (M = N = 2 masked views instead of 4);
     - ``image_frames`` 1: one frame per clip for the image self-distillation loss;
