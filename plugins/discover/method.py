@@ -54,8 +54,10 @@ class DiscoverConfig(MethodConfig):
       last layer frozen for ``freeze_last_layer_epochs``; the paper's literal linear heads without centring
       (Eq. 3) are ``head="linear", center=False``. ``head_out_dim`` (4096) is not given in the paper.
     - ``image_mask_ratio`` 0.5 (not given); image masks are uniform random over a frame's patches.
-    - ``image_frames``: frames per clip the image self-distillation loss uses, drawn at random (``None`` = every
-      frame, the paper's reading); the image teacher always encodes every frame for the SCD targets. A cost lever.
+    - ``image_frames``: frames per clip the image self-distillation loss uses, drawn at random from the frames the
+      image teacher encodes (``None`` = all of them, the paper's reading). A cost lever.
+    - ``scd_frames_per_tubelet``: frames of each tubelet the image teacher encodes, drawn at random, whose patch
+      features are averaged into the SCD target (``None`` = all ``tubelet`` frames). A cost lever.
     - the decoder ψ: a VideoMAE-style transformer decoder (:class:`echobench.models.decoder.MAEDecoder`) of
       ``decoder_depth`` blocks, width ``decoder_dim`` (default half the encoder's) predicting image-feature-sized
       vectors; SCD uses the first masked student view ("a masked video input").
@@ -63,6 +65,28 @@ class DiscoverConfig(MethodConfig):
       ``tubelet`` frames. Sinkhorn on raw cosines (SwAV's convention), CE on cosines/τ.
     - the total loss is the unweighted sum of the three terms (the paper gives no weights).
     - ``encode_from``: downstream features come from the video teacher (default) or student.
+
+    Quick profile only (``Discover.profile_overrides["quick"]``, not in the paper): at the harness's quick geometry
+    (ViT-T, 16 frames of 64², tubelet 4, batch 8) a paper-sized step costs 4–35× a VideoMAE step on 2 shared CPU
+    cores (the ratio moves with the machine's load), mostly the image student's 4 masked views of all 128 frames,
+    the image teacher on all 128 frames and Sinkhorn over K = 3000 prototypes. Towards the cold-run budget of
+    ``echobench run`` on 2 cores, the quick profile sets (``benchmarks/discover_quick_cost.py`` measures the
+    effect: about 3–7× a VideoMAE step remain, of which the two teachers' full-input forward passes alone are
+    about 1.8×):
+
+    - ``video_views`` 2 and ``image_views`` 2 (M = N = 2 masked views instead of 4);
+    - ``image_frames`` 1: one frame per clip for the image self-distillation loss;
+    - ``scd_frames_per_tubelet`` 1: the SCD target of a video token is the image teacher's feature of one random
+      frame of its tubelet, so the image teacher encodes 4 frames per clip instead of 16;
+    - ``scd_prototypes`` 500: K scaled with the masked tokens per batch (3000 × 1843/11290 at the paper's
+      geometry), so Sinkhorn still spreads about 4 tokens over each prototype;
+    - ``sinkhorn_iters`` 3: SwAV's default instead of the paper's 10;
+    - ``decoder_depth`` 2 instead of 4.
+
+    All three loss terms, both teacher–student pairs (full-input EMA teachers, masked students) and Sinkhorn SCD
+    stay. The warm-ups are fractions of the run and need no quick value: τ_t reaches 0.07 after 30/400 of the run's
+    epochs (22.5 of 300 steps) and the heads' last layers are frozen for the first epoch only (one pass over the
+    pretraining videos).
     """
 
     model: str = "vit_base"
@@ -76,6 +100,7 @@ class DiscoverConfig(MethodConfig):
     image_views: int = 4
     image_mask_ratio: float = 0.5
     image_frames: int | None = None
+    scd_frames_per_tubelet: int | None = None
     head: Literal["dino", "linear"] = "dino"
     center: bool = True
     head_out_dim: int = 4096
@@ -107,8 +132,14 @@ class DiscoverConfig(MethodConfig):
         for name in ("video_mask_ratio", "image_mask_ratio"):
             ratio = getattr(self, name)
             require(0.0 < ratio < 1.0, name, ratio, "in (0, 1)")
+        per_tubelet = self.scd_frames_per_tubelet
+        if per_tubelet is not None:
+            rule = f"in [1, tubelet {self.tubelet}] or null"
+            require(1 <= per_tubelet <= self.tubelet, "scd_frames_per_tubelet", per_tubelet, rule)
         if self.image_frames is not None:
-            require(1 <= self.image_frames <= self.frames, "image_frames", self.image_frames, "in [1, frames] or null")
+            encoded = self.image_teacher_frames
+            rule = f"in [1, {encoded}] (the frames the image teacher encodes) or null"
+            require(1 <= self.image_frames <= encoded, "image_frames", self.image_frames, rule)
         for name in ("student_temp", "teacher_temp_start", "teacher_temp_end", "scd_temp", "sinkhorn_eps"):
             value = getattr(self, name)
             require(value > 0, name, value, "> 0")
@@ -123,6 +154,11 @@ class DiscoverConfig(MethodConfig):
         if self.head_hidden_dim is not None:
             require(self.head_hidden_dim >= 1, "head_hidden_dim", self.head_hidden_dim, ">= 1 or null")
         require(self.decoder_depth >= 1, "decoder_depth", self.decoder_depth, ">= 1")
+
+    @property
+    def image_teacher_frames(self) -> int:
+        """Frames per clip the image teacher encodes: ``scd_frames_per_tubelet`` of each tubelet's frames."""
+        return self.frames // self.tubelet * (self.scd_frames_per_tubelet or self.tubelet)
 
 
 class Branch(nn.Module):
@@ -159,6 +195,20 @@ class Discover(Method):
         "lr_scaling": "none",
         "weight_decay": 0.05,
         "warmup_fraction": 40 / 400,
+    }
+    # Quick profile only, not in the paper: see DiscoverConfig (cost on 2 CPU cores).
+    profile_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "quick": {
+            "method": {
+                "video_views": 2,
+                "image_views": 2,
+                "image_frames": 1,
+                "scd_frames_per_tubelet": 1,
+                "scd_prototypes": 500,
+                "sinkhorn_iters": 3,
+                "decoder_depth": 2,
+            }
+        }
     }
 
     video_center: torch.Tensor
@@ -213,7 +263,10 @@ class Discover(Method):
 
         with torch.no_grad():
             video_teacher_logits = self.video_teacher.head(self.video_teacher.encoder(clips)[:, 0])
-            frames = clips.transpose(1, 2).reshape(b * t, c, h, w)
+            # (B·F, C, H, W): the F = image_teacher_frames frames of each clip, tubelet by tubelet.
+            encoded = self._teacher_frames(b, t, generator).to(clips.device)
+            frames = clips.transpose(1, 2)[torch.arange(b, device=clips.device)[:, None], encoded]
+            frames = frames.reshape(-1, c, h, w)
             image_teacher_out = self.image_teacher.encoder.encode_frames(frames)
 
         video_tokens = self.video_student.encoder.embed(clips)
@@ -224,7 +277,7 @@ class Discover(Method):
         video_student_logits = self.video_student.head(video_out[:, 0]).chunk(cfg.video_views)
         loss_video = dino_loss(video_student_logits, video_teacher_logits, self.video_center, cfg.student_temp, tau_t)
 
-        chosen = self._image_frames(b, t, generator).to(clips.device)
+        chosen = self._image_frames(b, encoded.shape[1], generator).to(clips.device)
         image_teacher_logits = self.image_teacher.head(image_teacher_out[chosen, 0])
         frame_tokens = self.image_student.encoder.frame_embed(frames[chosen])
         image_masks = random_mask(cfg.image_views * len(chosen), frame_tokens.shape[1], cfg.image_mask_ratio, generator)
@@ -235,8 +288,9 @@ class Discover(Method):
 
         first_view = video_masks[:b]
         predicted = self.decoder(video_out[:b, 1:], first_view)
-        frame_features = image_teacher_out[:, 1:].reshape(b, t, -1, image_teacher_out.shape[-1])
-        targets = gather_tokens(tubelet_average(frame_features, cfg.tubelet), first_view, keep=True)
+        frame_features = image_teacher_out[:, 1:].reshape(b, encoded.shape[1], -1, image_teacher_out.shape[-1])
+        per_tubelet = cfg.scd_frames_per_tubelet or cfg.tubelet
+        targets = gather_tokens(tubelet_average(frame_features, per_tubelet), first_view, keep=True)
         loss_scd = scd_loss(
             predicted,
             targets,
@@ -259,8 +313,18 @@ class Discover(Method):
         }
         return LossOutput(loss=loss, terms=terms)
 
+    def _teacher_frames(self, batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
+        """``(batch, image_teacher_frames)`` frame indices per clip the image teacher encodes: every frame, or
+        ``scd_frames_per_tubelet`` distinct frames drawn at random within each tubelet, grouped by tubelet."""
+        tubelet, per_tubelet = self.config.tubelet, self.config.scd_frames_per_tubelet
+        if per_tubelet is None or per_tubelet == tubelet:
+            return torch.arange(frames).expand(batch, frames)
+        offsets = torch.rand(batch, frames // tubelet, tubelet, generator=generator).argsort(dim=2)[..., :per_tubelet]
+        starts = torch.arange(0, frames, tubelet)[None, :, None]
+        return (starts + offsets).reshape(batch, -1)
+
     def _image_frames(self, batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
-        """Indices into the ``batch·frames`` frames of the frames the image self-distillation uses."""
+        """Indices into the ``batch·frames`` encoded frames of the frames the image self-distillation uses."""
         every = torch.arange(batch * frames)
         if self.config.image_frames is None or self.config.image_frames == frames:
             return every
