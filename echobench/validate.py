@@ -99,9 +99,14 @@ def validate(method_cls: type[Method], overrides: dict[str, Any] | None = None, 
             raise TypeError("Config must be a dataclass deriving from echobench.api.MethodConfig")
         fields = {f.name for f in dataclasses.fields(method_cls.Config)}
         tiny = {k: v for k, v in TINY.items() if k in fields}
-        state["config"] = apply_overrides(
-            apply_overrides(method_cls.Config(), tiny, where="tiny"), overrides or {}, where="method"
-        )
+        # Every profile's own settings must name real fields; the check runs at the plugin's quick settings (its
+        # cheapest structure) shrunk to the tiny geometry.
+        for profile, sections in method_cls.profile_overrides.items():
+            apply_overrides(method_cls.Config(), sections.get("method", {}), where=f"profile {profile} method")
+            apply_overrides(PretrainConfig(), sections.get("pretrain", {}), where=f"profile {profile} pretrain")
+        quick = method_cls.profile_overrides.get("quick", {}).get("method", {})
+        base = apply_overrides(method_cls.Config(), quick, where="profile quick method")
+        state["config"] = apply_overrides(apply_overrides(base, tiny, where="tiny"), overrides or {}, where="method")
         return f"{method_cls.__name__}.Config with {len(fields)} fields"
 
     def construct() -> str:
