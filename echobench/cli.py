@@ -475,7 +475,9 @@ def compare(
 def _metrics_table(summary: dict[str, Any]) -> Table:
     title = f"{summary['method']} · {summary['protocol']} · {summary['task']} · {summary['dataset']}"
     table = Table(title=title)
-    for column in ("metric", "test", "95% CI", "val"):
+    unit, units = summary.get("ci_unit"), summary.get("ci_units")
+    ci_header = f"95% CI ({units} {unit}s)" if unit and units else "95% CI"
+    for column in ("metric", "test", ci_header, "val"):
         table.add_column(column, justify="right" if column != "metric" else "left")
     for name, value in summary["metrics"].items():
         low_high = summary["ci95"].get(name)

@@ -74,6 +74,7 @@ def run_clip_variance_family(ctx: ProtocolContext) -> ProtocolResult:
         ctx.task,
         cfg.ci_resamples,
         cfg.seed,
+        test.groups,
     )
     result.chosen |= {"lr": probe.lr, "weight_decay": probe.weight_decay, "epoch": probe.epoch}
     result.val_metrics = probe.val_metrics

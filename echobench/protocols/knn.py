@@ -30,13 +30,13 @@ from typing import Any, Literal
 
 import faiss
 import numpy as np
-import pandas as pd
 import torch
 
 from echobench.data.tasks import Task
 from echobench.errors import UserError
-from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
+from echobench.metrics import classification_metrics, regression_metrics
 from echobench.protocols.base import FeatureSet, ProtocolResult, check_split, config_from_mapping
+from echobench.protocols.scoring import interval_unit, intervals, predictions_frame
 
 DISCOVER_CODE_K = 10
 # faiss-gpu's brute-force search returns at most this many neighbours per query.
@@ -227,13 +227,15 @@ def run_knn(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, co
     # Test is queried once, after k is fixed on validation.
     test_out = _predict(bank, test, [k], task, config)
     metrics = _metrics(test.targets, test_out, 0)
-    ci = _intervals(test.targets, test_out, config.ci_resamples, config.seed)
+    score = None if test_out.score is None else test_out.score[:, 0]
+    ci = intervals(test.targets, test_out.prediction[:, 0], score, config.ci_resamples, config.seed, test.groups)
     return ProtocolResult(
         metrics=metrics,
         ci=ci,
         chosen=chosen,
         val_metrics=val_metrics,
-        predictions=_predictions_frame(test, test_out),
+        predictions=predictions_frame(test, test_out.prediction[:, 0], score),
+        **interval_unit(ci, test.groups, test.num_videos),
     )
 
 
@@ -283,23 +285,6 @@ def _select(per_k: list[dict[str, float]], task: Task) -> int:
     values = np.array([m[task.primary_metric] for m in per_k])
     signed = values if task.higher_is_better else -values
     return int(np.argmax(np.nan_to_num(signed, nan=-np.inf)))
-
-
-def _intervals(targets: np.ndarray, out: _VideoOutputs, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
-    if resamples == 0:
-        return {}
-    if out.score is None:
-        fn, arrays = regression_metrics, (targets, out.prediction[:, 0])
-    else:
-        fn, arrays = classification_metrics, (targets, out.prediction[:, 0], out.score[:, 0])
-    return bootstrap_ci(fn, arrays, n_resamples=resamples, seed=seed)
-
-
-def _predictions_frame(test: FeatureSet, out: _VideoOutputs) -> pd.DataFrame:
-    frame = pd.DataFrame({"video_id": list(test.video_ids), "target": test.targets, "prediction": out.prediction[:, 0]})
-    if out.score is not None:
-        frame["score"] = out.score[:, 0]
-    return frame
 
 
 def _check_inputs(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, config: KnnConfig) -> None:

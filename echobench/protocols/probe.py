@@ -45,6 +45,7 @@ from echobench.protocols.scoring import (
     AGGREGATES,
     Aggregate,
     first_best,
+    interval_unit,
     intervals,
     predictions_frame,
     primary_metric,
@@ -193,12 +194,14 @@ def run_probe(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, 
     check_split("probe", "test", test, task)
     probe = fit_probe(train, val, task, config, config.seed)
     pred, score = probe.predict(test)
+    ci = intervals(test.targets, pred, score, config.ci_resamples, config.seed, test.groups)
     return ProtocolResult(
         metrics=task_metrics(task, test.targets, pred, score),
-        ci=intervals(test.targets, pred, score, config.ci_resamples, config.seed),
+        ci=ci,
         chosen=probe.chosen,
         val_metrics=probe.val_metrics,
         predictions=predictions_frame(test, pred, score),
+        **interval_unit(ci, test.groups, test.num_videos),
     )
 
 
