@@ -475,9 +475,7 @@ def compare(
 def _metrics_table(summary: dict[str, Any]) -> Table:
     title = f"{summary['method']} · {summary['protocol']} · {summary['task']} · {summary['dataset']}"
     table = Table(title=title)
-    unit, units = summary.get("ci_unit"), summary.get("ci_units")
-    ci_header = f"95% CI ({units} {unit}s)" if unit and units else "95% CI"
-    for column in ("metric", "test", ci_header, "val"):
+    for column in ("metric", "test", "95% CI", "val"):
         table.add_column(column, justify="right" if column != "metric" else "left")
     for name, value in summary["metrics"].items():
         low_high = summary["ci95"].get(name)
@@ -485,7 +483,9 @@ def _metrics_table(summary: dict[str, Any]) -> Table:
         val = summary["val_metrics"].get(name)
         table.add_row(name, _fmt(value), ci, _fmt(val) if val is not None else "")
     chosen = ", ".join(f"{k}={v}" for k, v in summary["chosen"].items() if "@" not in k)
-    table.caption = f"chosen on validation: {chosen or '-'}; checkpoint {summary['checkpoint_hash']}"
+    unit, units = summary.get("ci_unit"), summary.get("ci_units")
+    resampled = f"; CI over {units} test {unit}s" if unit and units else ""
+    table.caption = f"chosen on validation: {chosen or '-'}{resampled}; checkpoint {summary['checkpoint_hash']}"
     return table
 
 
