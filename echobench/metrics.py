@@ -168,8 +168,10 @@ def bootstrap_ci(
     if batched is not None:
         values = batched(unit_counts(indices, groups, n), *arrays)
     else:
-        members = [np.flatnonzero(unit == u) for u in range(int(unit.max()) + 1)]
-        takes = indices if groups is None else (np.concatenate([members[u] for u in idx]) for idx in indices)
+        takes: Any = indices
+        if groups is not None:
+            members = [np.flatnonzero(unit == u) for u in range(indices.shape[1])]
+            takes = (np.concatenate([members[u] for u in idx]) for idx in indices)
         rows = [metric_fn(*(a[take] for a in arrays)) for take in takes]
         values = {name: np.array([row[name] for row in rows], dtype=np.float64) for name in rows[0]}
     tail = 100.0 * (1.0 - level) / 2.0
