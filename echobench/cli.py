@@ -483,7 +483,9 @@ def _metrics_table(summary: dict[str, Any]) -> Table:
         val = summary["val_metrics"].get(name)
         table.add_row(name, _fmt(value), ci, _fmt(val) if val is not None else "")
     chosen = ", ".join(f"{k}={v}" for k, v in summary["chosen"].items() if "@" not in k)
-    table.caption = f"chosen on validation: {chosen or '-'}; checkpoint {summary['checkpoint_hash']}"
+    unit, units = summary.get("ci_unit"), summary.get("ci_units")
+    resampled = f"; CI over {units} test {unit}s" if unit and units else ""
+    table.caption = f"chosen on validation: {chosen or '-'}{resampled}; checkpoint {summary['checkpoint_hash']}"
     return table
 
 

@@ -148,6 +148,7 @@ def select_videos(sources: dict[str, EncodedSplit], table: pd.DataFrame, targets
         targets=np.asarray(targets),
         tokens=gather("tokens"),
         frame_indices=gather("frame_indices"),
+        groups=[str(p) for p in table["patient_id"]] if "patient_id" in table.columns else None,
     )
 
 

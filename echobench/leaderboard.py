@@ -527,11 +527,16 @@ def _column_mean(metric: str) -> Any:
 
 
 def per_video(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per video: segmentation frames (one row per image) are averaged per video, in first-seen order."""
+    """One row per video: segmentation frames (one row per image) are averaged per video, in first-seen order; a
+    video's ``patient_id`` is kept (paired intervals resample patients)."""
     if frame["video_id"].is_unique:
         return frame
-    numeric = frame.select_dtypes("number").columns
-    return frame.groupby("video_id", sort=False)[list(numeric)].mean().reset_index()
+    by_video = frame.groupby("video_id", sort=False)
+    numeric = [c for c in frame.select_dtypes("number").columns if c != "patient_id"]
+    out = by_video[numeric].mean()
+    if "patient_id" in frame.columns:
+        out["patient_id"] = by_video["patient_id"].first()
+    return out.reset_index()
 
 
 def paired_difference(

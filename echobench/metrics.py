@@ -1,10 +1,14 @@
-"""Classification, regression and segmentation metrics, and per-video bootstrap confidence intervals.
+"""Classification, regression and segmentation metrics, and bootstrap confidence intervals over videos or patients.
 
 Every point estimate comes from scikit-learn. :func:`bootstrap_ci` needs the same metrics on ~1,000 resamples;
 for :func:`classification_metrics` and :func:`regression_metrics` it evaluates all resamples at once from
 per-video resample counts (a resample is a multiset of videos, so every metric is a count-weighted sum over
 the original videos), which is exact and orders of magnitude faster than calling scikit-learn 1,000 times.
 Any other metric function is evaluated resample by resample.
+
+The resampling unit is the patient when patient ids (``groups``) are given: videos of one patient are
+correlated (same heart, same scanner session), so drawing videos independently understates the uncertainty.
+A drawn patient brings all of its videos (:func:`unit_counts`).
 
 Segmentation overlaps are computed per image (:func:`image_overlaps`) and summarised over images
 (:func:`segmentation_metrics`); a video's images are one bootstrap unit, so its ED and ES frames are resampled
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
@@ -140,12 +145,14 @@ def bootstrap_ci(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals of every metric ``metric_fn(*arrays)`` returns.
 
-    ``arrays`` hold one entry per video; each resample draws videos with replacement (the same draw for every
-    array) from ``np.random.default_rng(seed)``. A metric that is NaN in a resample is left out of that
-    resample; a metric NaN in every resample gets ``(nan, nan)``.
+    ``arrays`` hold one entry per video. Each resample draws units with replacement (the same draw for every
+    array) from ``np.random.default_rng(seed)``: videos, or — when ``groups`` gives each video's patient id —
+    patients, numbered in first-seen order, each bringing all of its videos. A metric that is NaN in a resample
+    is left out of that resample; a metric NaN in every resample gets ``(nan, nan)``.
     """
     arrays = tuple(np.asarray(a) for a in arrays)
     n = len(arrays[0])
@@ -155,15 +162,52 @@ def bootstrap_ci(
         raise ValueError("bootstrap_ci needs at least one video and one resample")
     if not 0.0 < level < 1.0:
         raise ValueError(f"bootstrap_ci: level must be in (0, 1), got {level}")
-    indices = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    unit = unit_of_video(groups, n)
+    indices = draw_units(int(unit.max()) + 1, n_resamples, seed)
     batched = _BATCHED.get(metric_fn)
     if batched is not None:
-        values = batched(_resample_counts(indices, n), *arrays)
+        values = batched(unit_counts(indices, groups, n), *arrays)
     else:
-        rows = [metric_fn(*(a[idx] for a in arrays)) for idx in indices]
+        takes: Any = indices
+        if groups is not None:
+            members = [np.flatnonzero(unit == u) for u in range(indices.shape[1])]
+            takes = (np.concatenate([members[u] for u in idx]) for idx in indices)
+        rows = [metric_fn(*(a[take] for a in arrays)) for take in takes]
         values = {name: np.array([row[name] for row in rows], dtype=np.float64) for name in rows[0]}
     tail = 100.0 * (1.0 - level) / 2.0
     return {name: _percentile_interval(v, tail) for name, v in values.items()}
+
+
+def unit_of_video(groups: Sequence[str] | None, n: int) -> np.ndarray:
+    """``(n,)`` int: each video's resampling unit — itself, or its patient numbered in first-seen order."""
+    if groups is None:
+        return np.arange(n)
+    groups = np.asarray(groups)
+    if len(groups) != n:
+        raise ValueError(f"groups must give one patient id per video: {len(groups)} ids for {n} videos")
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(first.size)
+    return rank[inverse.reshape(-1)]
+
+
+def draw_units(n_units: int, n_resamples: int, seed: int) -> np.ndarray:
+    """``(R, U)`` unit indices drawn with replacement; the one draw every bootstrap here (single and paired) uses."""
+    return np.random.default_rng(seed).integers(0, n_units, size=(n_resamples, n_units))
+
+
+def unit_counts(indices: np.ndarray, groups: Sequence[str] | None, n: int) -> np.ndarray:
+    """``(R, n)`` float64: how often each video appears in each resample when ``indices`` ``(R, U)`` draws units
+    (videos, or patients in first-seen order of ``groups``); a drawn patient brings all of its videos."""
+    r, u = indices.shape
+    flat = (indices + u * np.arange(r)[:, None]).ravel()
+    per_unit = np.bincount(flat, minlength=r * u).reshape(r, u).astype(np.float64)
+    return per_unit[:, unit_of_video(groups, n)]
+
+
+def resampling_unit(groups: Sequence[str] | None, n: int) -> dict[str, Any]:
+    """What :func:`bootstrap_ci` resamples for ``n`` videos: ``{"ci_unit": "patient" | "video", "ci_units": U}``."""
+    return {"ci_unit": "video" if groups is None else "patient", "ci_units": int(unit_of_video(groups, n).max()) + 1}
 
 
 def _percentile_interval(values: np.ndarray, tail: float) -> tuple[float, float]:
@@ -172,13 +216,6 @@ def _percentile_interval(values: np.ndarray, tail: float) -> tuple[float, float]
         return float("nan"), float("nan")
     lo, hi = np.percentile(finite, [tail, 100.0 - tail])
     return float(lo), float(hi)
-
-
-def _resample_counts(indices: np.ndarray, n: int) -> np.ndarray:
-    """``(R, n)`` float64: how often each video appears in each resample."""
-    r = indices.shape[0]
-    flat = (indices + n * np.arange(r)[:, None]).ravel()
-    return np.bincount(flat, minlength=r * n).reshape(r, n).astype(np.float64)
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:

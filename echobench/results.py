@@ -113,13 +113,16 @@ def result_record(
     provenance: dict[str, Any],
     primary_metric: str,
 ) -> dict[str, Any]:
-    """The result JSON: what was evaluated (``identity``), where it came from (``provenance``) and the numbers."""
+    """The result JSON: what was evaluated (``identity``), where it came from (``provenance``) and the numbers;
+    ``ci_unit``/``ci_units`` say what the ``ci95`` bootstrap resampled (patients or videos) and how many."""
     return {
         **identity,
         **provenance,
         "primary_metric": primary_metric,
         "metrics": result.metrics,
         "ci95": {k: list(v) for k, v in result.ci.items()},
+        "ci_unit": result.ci_unit,
+        "ci_units": result.ci_units,
         "val_metrics": result.val_metrics,
         "chosen": result.chosen,
         "per_seed": result.per_seed,
@@ -181,6 +184,8 @@ def protocol_result(record: dict[str, Any]) -> ProtocolResult:
         per_seed=record.get("per_seed") or {},
         summary=None if record.get("summary") is None else pd.DataFrame(record["summary"]),
         runs=record.get("runs"),
+        ci_unit=record.get("ci_unit"),
+        ci_units=record.get("ci_units"),
     )
 
 

@@ -318,8 +318,9 @@ class Outcome:
 
     def summary(self) -> dict[str, Any]:
         keys = (
-            "method", "protocol", "dataset", "task", "profile", "metrics", "ci95", "val_metrics", "chosen",
-            "per_seed", "seeds", "summary", "runs", "checkpoint_hash", "run_hash", "mlflow_run_id", "seconds",
+            "method", "protocol", "dataset", "task", "profile", "metrics", "ci95", "ci_unit", "ci_units",
+            "val_metrics", "chosen", "per_seed", "seeds", "summary", "runs", "checkpoint_hash", "run_hash",
+            "mlflow_run_id", "seconds",
             "evaluated_on_pretraining_videos", "pretraining_overlap",
         )  # fmt: skip
         extra = {"result_path": str(self.result_path), "reused": self.reused, "notes": self.notes}

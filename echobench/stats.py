@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from echobench.metrics import _BATCHED, MetricFn
+from echobench.metrics import _BATCHED, MetricFn, draw_units, unit_counts, unit_of_video
 
 
 @dataclass(frozen=True)
@@ -65,14 +65,8 @@ def unit_means(differences: np.ndarray, groups: Sequence[str] | None) -> np.ndar
     differences = np.asarray(differences, dtype=np.float64)
     if groups is None:
         return differences
-    groups = np.asarray(groups)
-    if len(groups) != len(differences):
-        raise ValueError("groups must have one entry per difference")
-    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
-    sums = np.bincount(inverse, weights=differences)
-    counts = np.bincount(inverse)
-    means = sums / counts
-    return means[np.argsort(first)]
+    unit = unit_of_video(groups, len(differences))
+    return np.bincount(unit, weights=differences) / np.bincount(unit)
 
 
 def paired_bootstrap_ci(
@@ -88,7 +82,7 @@ def paired_bootstrap_ci(
         raise ValueError("paired_bootstrap_ci needs a non-empty 1-D array of differences")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    indices = np.random.default_rng(seed).integers(0, d.size, size=(n_resamples, d.size))
+    indices = draw_units(d.size, n_resamples, seed)
     means = d[indices].mean(axis=1)
     tail = 100.0 * (1.0 - level) / 2.0
     low, high = np.percentile(means, [tail, 100.0 - tail])
@@ -135,20 +129,6 @@ def compare_paired(
     )
 
 
-def unit_counts(indices: np.ndarray, groups: Sequence[str] | None, n: int) -> np.ndarray:
-    """``(R, n)`` float64: how often each video appears in each resample when ``indices`` ``(R, U)`` draws units
-    (videos, or patients in first-seen order of ``groups``); a drawn patient brings all of its videos."""
-    r, u = indices.shape
-    flat = (indices + u * np.arange(r)[:, None]).ravel()
-    per_unit = np.bincount(flat, minlength=r * u).reshape(r, u).astype(np.float64)
-    if groups is None:
-        return per_unit
-    _, first, inverse = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
-    rank = np.empty_like(first)
-    rank[np.argsort(first)] = np.arange(first.size)
-    return per_unit[:, rank[inverse]]
-
-
 def paired_metric_bootstrap(
     metric_fn: MetricFn,
     metric: str,
@@ -169,13 +149,12 @@ def paired_metric_bootstrap(
     n = len(arrays_a[0])
     if any(len(x) != n for x in (*arrays_a, *arrays_b)):
         raise ValueError("paired_metric_bootstrap: every array needs one entry per video, in the same order")
-    units = n if groups is None else len(np.unique(np.asarray(groups)))
     everything = np.ones((1, n))
     point = float(
         _resampled(metric_fn, metric, everything, arrays_a)[0] - _resampled(metric_fn, metric, everything, arrays_b)[0]
     )
-    indices = np.random.default_rng(seed).integers(0, units, size=(n_resamples, units))
-    counts = unit_counts(indices, groups, n)
+    # The draw of metrics.bootstrap_ci: with the same seed, the same resamples as each method's own interval.
+    counts = unit_counts(draw_units(int(unit_of_video(groups, n).max()) + 1, n_resamples, seed), groups, n)
     diffs = _resampled(metric_fn, metric, counts, arrays_a) - _resampled(metric_fn, metric, counts, arrays_b)
     finite = diffs[np.isfinite(diffs)]
     if finite.size == 0:

@@ -2,8 +2,12 @@
 
 import json
 import sys
+from pathlib import Path
+
+import pandas as pd
 
 from echobench.cli import main
+from echobench.compare import compare_results
 
 TINY = [
     "--set",
@@ -76,6 +80,13 @@ def test_run_json_results_and_tracking(monkeypatch, capsys, synth_root, isolated
         assert record["evaluated_on_pretraining_videos"] is False
         assert record["pretraining_overlap"]["test"] == 0
         assert {"git_commit", "environment", "echobench_version", "split_hashes", "plugin_version"} <= set(record)
+        # Intervals resample test patients (SynthEcho has several videos per patient), and say so.
+        patients = pd.read_csv(record["predictions_csv"])["patient_id"].nunique()
+        assert record["ci_unit"] == summary["ci_unit"] == "patient"
+        assert record["ci_units"] == summary["ci_units"] == patients < record["num_test_videos"]
+    paths = [results[m]["result_path"] for m in ("videomae", "random_init")]
+    report = compare_results(Path(paths[0]), Path(paths[1]), resamples=200)
+    assert (report["unit"], report["n_units"]) == ("patient", results["videomae"]["ci_units"])
     evaluations = mlflow_runs(isolated_home, "echobench-eval")
     assert {r.info.run_id for r in evaluations} == {s["mlflow_run_id"] for s in results.values()}
     assert all(r.info.status == "FINISHED" for r in evaluations)

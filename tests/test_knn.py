@@ -53,25 +53,57 @@ def _cfg(**kw: object) -> KnnConfig:
 def test_weighted_vote_matches_hand_computation() -> None:
     query = _at([10.0], radius=0.5)
     split = _videos(query, [1])
-    res = run_knn(_videos(BANK, BANK_CLASSES), split, split, get_task("ef_anomaly"), _cfg(ks=(3,)))
+    task = get_task("ef_anomaly")
+    plain = run_knn(_videos(BANK, BANK_CLASSES), split, split, task, _cfg(ks=(3,), vote="plain"))
+    balanced = run_knn(_videos(BANK, BANK_CLASSES), split, split, task, _cfg(ks=(3,)))
     # Top-3 by cosine: 0 deg (class 1, sim cos 10), 30 deg (class 0, cos 20), 60 deg (class 1, cos 50).
     w = {angle: math.exp(math.cos(math.radians(abs(10 - angle))) / T) for angle in (0, 30, 60)}
     positive = (w[0] + w[60]) / (w[0] + w[30] + w[60])
-    assert res.predictions["score"].iloc[0] == pytest.approx(positive, abs=1e-6)
-    assert res.predictions["prediction"].iloc[0] == int(positive > 0.5)
-    assert res.chosen["k"] == 3
+    assert plain.predictions["score"].iloc[0] == pytest.approx(positive, abs=1e-6)
+    assert plain.predictions["prediction"].iloc[0] == int(positive > 0.5)
+    # Balanced: the bank holds 2 positives and 3 negatives of 5 clips.
+    positive_share, negative_share = (w[0] + w[60]) / 0.4, w[30] / 0.6
+    assert balanced.predictions["score"].iloc[0] == pytest.approx(
+        positive_share / (positive_share + negative_share), abs=1e-6
+    )
+    assert (plain.chosen["k"], plain.chosen["vote"], balanced.chosen["vote"]) == (3, "plain", "balanced")
 
 
-def test_weighted_regression_matches_hand_computation() -> None:
-    query = _at([40.0])
-    split = _videos(query, [25.0])
-    res = run_knn(_videos(BANK, BANK_VALUES), split, split, get_task("ef"), _cfg(ks=(3,)))
-    # Top-3: 30 deg (cos 10), 60 deg (cos 20), 0 deg (cos 40).
-    w = {angle: math.exp(math.cos(math.radians(abs(40 - angle))) / T) for angle in (0, 30, 60)}
-    expected = (10 * w[0] + 20 * w[30] + 30 * w[60]) / sum(w.values())
-    # FAISS similarities are float32, so agreement is to float32 precision amplified by 1/T.
-    assert res.predictions["prediction"].iloc[0] == pytest.approx(expected, rel=1e-6)
-    assert res.metrics["mae"] == pytest.approx(abs(expected - 25.0), rel=1e-5)
+def _minority_bank() -> FeatureSet:
+    """10 bank clips, 10 % positives: one positive at 0 deg and nine negatives at 10 deg."""
+    return _videos(_at([0.0] + [10.0] * 9), [1] + [0] * 9)
+
+
+def test_balanced_vote_reports_the_minority_class_where_a_plain_vote_cannot() -> None:
+    queries = _videos(_at([0.0, 10.0]), [1, 0])
+    task = get_task("ef_anomaly")
+    plain = run_knn(_minority_bank(), queries, queries, task, _cfg(ks=(10,), vote="plain")).predictions
+    balanced = run_knn(_minority_bank(), queries, queries, task, _cfg(ks=(10,), vote="balanced")).predictions
+    # Query at 0 deg: the positive at similarity 1, nine negatives at cos 10 deg = 0.98481.
+    near, far = math.exp(1.0 / T), math.exp(math.cos(math.radians(10.0)) / T)  # far / near = 0.8049
+    plain_score = near / (near + 9 * far)  # 0.1213: one neighbour in ten is positive -> the majority wins
+    balanced_score = (near / 0.1) / (near / 0.1 + 9 * far / 0.9)  # 0.5540: each class weighed as if balanced
+    assert plain["score"].iloc[0] == pytest.approx(plain_score, abs=1e-6)
+    assert balanced["score"].iloc[0] == pytest.approx(balanced_score, abs=1e-6)
+    assert plain_score < 0.5 < balanced_score
+    # Query at 10 deg (a negative): the nine negatives at similarity 1 still win the balanced vote.
+    negative_score = (far / 0.1) / (far / 0.1 + 9 * near / 0.9)  # 0.4460
+    assert balanced["score"].iloc[1] == pytest.approx(negative_score, abs=1e-6)
+    assert plain["prediction"].tolist() == [0, 0]
+    assert balanced["prediction"].tolist() == [1, 0]
+
+
+def test_bank_prevalence_counts_clips() -> None:
+    """The bank's positive video has two clips, each of its four negative videos one: a third of the clips."""
+    bank = _videos(_at([0.0, 0.0, 10.0, 10.0, 10.0, 10.0]), [1, 0, 0, 0, 0], clip_video=[0, 0, 1, 2, 3, 4])
+    query = _videos(_at([5.0]), [1])
+    task = get_task("ef_anomaly")
+    balanced = run_knn(bank, query, query, task, _cfg(ks=(6,))).predictions["score"].iloc[0]
+    plain = run_knn(bank, query, query, task, _cfg(ks=(6,), vote="plain")).predictions["score"].iloc[0]
+    # Every clip is 5 deg from the query, so all weights are equal: plain 2/6; balanced (2 / (2/6)) over
+    # (2 / (2/6) + 4 / (4/6)) = 1/2 (per-video prevalence, 1/5 positive, would give 2/3).
+    assert plain == pytest.approx(1 / 3, abs=1e-6)
+    assert balanced == pytest.approx(1 / 2, abs=1e-6)
 
 
 def test_k_is_capped_by_bank_size_and_deduplicated() -> None:
@@ -79,12 +111,12 @@ def test_k_is_capped_by_bank_size_and_deduplicated() -> None:
     split = _videos(query, [1])
     res = run_knn(_videos(BANK, BANK_CLASSES), split, split, get_task("ef_anomaly"), _cfg(ks=(3, 10, 20)))
     per_k = sorted(key for key in res.chosen if key.startswith("val_"))
-    assert per_k == ["val_balanced_accuracy@k=3", "val_balanced_accuracy@k=5"]
+    assert per_k == ["val_auroc@k=3", "val_auroc@k=5"]
     # With k = 5 every bank row votes (180 deg with weight exp(cos 170 / T)).
     cos = [math.cos(math.radians(abs(10 - a))) for a in BANK_ANGLES]
     w = [math.exp(c / T) for c in cos]
     positive = sum(wi for wi, c in zip(w, BANK_CLASSES, strict=True) if c == 1) / sum(w)
-    res5 = run_knn(_videos(BANK, BANK_CLASSES), split, split, get_task("ef_anomaly"), _cfg(ks=(50,)))
+    res5 = run_knn(_videos(BANK, BANK_CLASSES), split, split, get_task("ef_anomaly"), _cfg(ks=(50,), vote="plain"))
     assert res5.chosen["k"] == 5
     assert res5.predictions["score"].iloc[0] == pytest.approx(positive, abs=1e-6)
 
@@ -99,7 +131,8 @@ def _two_cluster_problem() -> tuple[FeatureSet, FeatureSet]:
 
 def test_k_selection_picks_the_validation_best_k() -> None:
     train, val = _two_cluster_problem()
-    res = run_knn(train, val, val, get_task("ef_anomaly"), _cfg(ks=(30, 3, 10)))
+    config = _cfg(ks=(30, 3, 10), vote="plain", select_by="balanced_accuracy")
+    res = run_knn(train, val, val, get_task("ef_anomaly"), config)
     assert res.chosen["val_balanced_accuracy@k=3"] == 1.0
     assert res.chosen["val_balanced_accuracy@k=30"] == 0.5
     assert res.chosen["k"] == 3
@@ -111,7 +144,34 @@ def test_ties_go_to_the_smaller_k() -> None:
     val = _videos(_at([1.0, 91.0]), [1, 0])
     res = run_knn(train, val, val, get_task("ef_anomaly"), _cfg(ks=(6, 2, 4)))
     assert res.chosen["k"] == 2
-    assert res.chosen["val_balanced_accuracy@k=6"] == 1.0
+    assert res.chosen["val_auroc@k=6"] == 1.0
+
+
+def test_auto_selection_ranks_k_by_auroc_where_balanced_accuracy_ties() -> None:
+    """Every k predicts every validation video negative (balanced accuracy 0.5 at each k), but from k = 5 on
+    the positive videos' neighbourhoods hold the bank's positive and score above the negatives."""
+    bank = _videos(_at([0.0, 1.0, -1.0, 2.5, 40.0, 41.0, 42.0, 43.0, 44.0, 45.0, 46.0]), [0, 0, 0, 1] + [0] * 7)
+    val = _videos(_at([0.0, 0.2, 43.0, 44.0]), [1, 1, 0, 0])
+    task = get_task("ef_anomaly")
+    auto = run_knn(bank, val, val, task, _cfg(ks=(1, 5), vote="plain"))
+    by_accuracy = run_knn(bank, val, val, task, _cfg(ks=(1, 5), vote="plain", select_by="balanced_accuracy"))
+    # k = 1: every query's nearest clip is a negative, all scores 0, AUROC 0.5. k = 5: the positives' fourth
+    # neighbour is the positive at 2.5 deg (score ~0.2, still predicted negative); the negatives score 0.
+    assert auto.predictions["prediction"].tolist() == [0, 0, 0, 0]
+    assert (auto.chosen["val_auroc@k=1"], auto.chosen["val_auroc@k=5"]) == (0.5, 1.0)
+    assert (auto.chosen["select_by"], auto.chosen["k"]) == ("auroc", 5)
+    assert by_accuracy.chosen["val_balanced_accuracy@k=1"] == by_accuracy.chosen["val_balanced_accuracy@k=5"] == 0.5
+    assert (by_accuracy.chosen["select_by"], by_accuracy.chosen["k"]) == ("balanced_accuracy", 1)
+
+
+def test_auto_selection_is_the_primary_metric_beyond_binary_tasks() -> None:
+    bank = _videos(BANK, BANK_VALUES)
+    val = _videos(_at([40.0, 170.0]), [25.0, 50.0])
+    res = run_knn(bank, val, val, get_task("ef"), _cfg(ks=(1, 3)))
+    assert res.chosen["select_by"] == "mae" and {"val_mae@k=1", "val_mae@k=3"} <= set(res.chosen)
+    # MAE is lower-is-better: the chosen k has the smallest validation MAE.
+    assert res.chosen["k"] == min((1, 3), key=lambda k: res.chosen[f"val_mae@k={k}"])
+    assert "vote" not in res.chosen
 
 
 def _random_splits(seed: int) -> tuple[FeatureSet, FeatureSet, FeatureSet]:
@@ -125,9 +185,11 @@ def _random_splits(seed: int) -> tuple[FeatureSet, FeatureSet, FeatureSet]:
     return split(120), split(40), split(40)
 
 
-def test_selection_never_reads_test_targets() -> None:
+@pytest.mark.parametrize("vote", ["balanced", "plain"])
+@pytest.mark.parametrize("select_by", ["auto", "balanced_accuracy"])
+def test_selection_never_reads_test_targets(vote: str, select_by: str) -> None:
     train, val, test = _random_splits(seed=0)
-    task, cfg = get_task("ef_anomaly"), _cfg(ks=(1, 5, 10, 40))
+    task, cfg = get_task("ef_anomaly"), _cfg(ks=(1, 5, 10, 40), vote=vote, select_by=select_by)
     honest = run_knn(train, val, test, task, cfg)
     poisoned = dataclasses.replace(test, targets=1 - test.targets)
     cheat = run_knn(train, val, poisoned, task, cfg)
@@ -167,8 +229,8 @@ def test_discover_code_variant_uses_the_validation_bank_and_k_10() -> None:
     val = _videos(_at(angles), labels)
     test = _videos(_at([5.0, 85.0]), [1, 0])
     task = get_task("ef_anomaly")
-    code = run_knn(train, val, test, task, _cfg(variant="discover_code"))
-    assert code.chosen == {"k": 10, "bank": "val"}
+    code = run_knn(train, val, test, task, _cfg(variant="discover_code", vote="plain"))
+    assert code.chosen == {"k": 10, "bank": "val", "vote": "plain"}
     assert code.val_metrics == {}
     assert code.predictions["prediction"].tolist() == [1, 0]
     standard = run_knn(train, val, test, task, _cfg(ks=(10,)))
@@ -213,10 +275,18 @@ def test_config_errors_are_user_errors() -> None:
         KnnConfig(ks=(10, 0))
     with pytest.raises(UserError, match="temperature"):
         KnnConfig(temperature=0.0)
+    with pytest.raises(UserError, match="^knn: vote must be one of balanced, plain, got 'majority'$"):
+        KnnConfig(vote="majority")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="^protocol.vote must be one of 'balanced', 'plain', got 'majority'$"):
+        KnnConfig.from_dict({"vote": "majority"})
+    with pytest.raises(UserError, match="^knn: select_by must be one of auto, accuracy, .*, got 'auc'$"):
+        KnnConfig.from_dict({"select_by": "auc"})
     train, val, test = _random_splits(seed=0)
     regression = _videos(train.features, np.ones(train.num_videos).tolist())
     with pytest.raises(UserError, match="aggregate 'any' needs a binary classification task"):
         run_knn(regression, regression, regression, get_task("ef"), _cfg(aggregate="any"))
+    with pytest.raises(UserError, match="select_by 'mae' is not a metric of classification task ef_anomaly"):
+        run_knn(train, val, test, get_task("ef_anomaly"), _cfg(select_by="mae"))
     with pytest.raises(UserError, match="feature dimensions differ"):
         run_knn(train, val, _videos(np.zeros((2, 3), np.float32), [0, 1]), get_task("ef_anomaly"), _cfg())
 

@@ -1,4 +1,4 @@
-"""Metrics equal scikit-learn; bootstrap intervals are per-video percentile intervals."""
+"""Metrics equal scikit-learn; bootstrap intervals are percentile intervals over videos or over patients."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
+from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics, resampling_unit
 
 
 def _binary_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,3 +130,76 @@ def test_bootstrap_is_seeded() -> None:
 def test_bootstrap_rejects_misaligned_arrays() -> None:
     with pytest.raises(ValueError, match="one entry per video"):
         bootstrap_ci(regression_metrics, (np.zeros(3), np.zeros(4)))
+
+
+# Eight patients, interleaved and with 1-3 videos each, so that units are neither contiguous nor sorted.
+PATIENTS = ["c", "a", "c", "b", "d", "a", "e", "f", "c", "g", "h", "e", "g", "b"]
+Y_PATIENTS = np.array([1, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 1])
+SCORE_PATIENTS = np.array([0.9, 0.2, 0.7, 0.4, 0.3, 0.1, 0.6, 0.8, 0.5, 0.55, 0.35, 0.2, 0.45, 0.65])
+
+
+def _brute_force_patient_interval(
+    y: np.ndarray, pred: np.ndarray, score: np.ndarray, patients: list[str], resamples: int, seed: int
+) -> dict[str, tuple[float, float]]:
+    """Independent loop: patients numbered in first-seen order; each resample draws that many patients with
+    replacement (one ``integers`` call per resample on one generator) and scores all their videos with
+    scikit-learn; NaN resamples are dropped; numpy's percentiles."""
+    order = list(dict.fromkeys(patients))
+    videos = {p: [i for i, q in enumerate(patients) if q == p] for p in order}
+    rng = np.random.default_rng(seed)
+    values: dict[str, list[float]] = {"auroc": [], "balanced_accuracy": [], "accuracy": []}
+    for _ in range(resamples):
+        drawn = rng.integers(0, len(order), size=len(order))
+        take = [i for u in drawn for i in videos[order[u]]]
+        yt, pt, st = y[take], pred[take], score[take]
+        values["accuracy"].append(float(np.mean(yt == pt)))
+        values["balanced_accuracy"].append(float(np.mean([np.mean(pt[yt == c] == c) for c in np.unique(yt)])))
+        values["auroc"].append(skm.roc_auc_score(yt, st) if len(np.unique(yt)) == 2 else float("nan"))
+    out = {}
+    for name, v in values.items():
+        finite = np.asarray(v)[np.isfinite(v)]
+        out[name] = tuple(float(x) for x in np.percentile(finite, [2.5, 97.5]))
+    return out
+
+
+def test_patient_bootstrap_equals_a_brute_force_loop_over_patients() -> None:
+    pred = (SCORE_PATIENTS > 0.5).astype(np.int64)
+    arrays = (Y_PATIENTS, pred, SCORE_PATIENTS)
+    expected = _brute_force_patient_interval(Y_PATIENTS, pred, SCORE_PATIENTS, PATIENTS, resamples=300, seed=11)
+    batched = bootstrap_ci(classification_metrics, arrays, n_resamples=300, seed=11, groups=PATIENTS)
+    per_resample = bootstrap_ci(lambda *a: classification_metrics(*a), arrays, 300, seed=11, groups=PATIENTS)
+    for name, bounds in expected.items():
+        assert batched[name] == pytest.approx(bounds, abs=1e-12), name
+        assert per_resample[name] == pytest.approx(bounds, abs=1e-12), name
+    # Resampling patients is not resampling videos: the same seed gives other intervals.
+    assert bootstrap_ci(classification_metrics, arrays, n_resamples=300, seed=11) != batched
+
+
+def test_one_video_per_patient_is_the_video_bootstrap() -> None:
+    y, pred, score = _binary_data(30, seed=8)
+    patients = [f"p{i}" for i in range(30)]
+    assert bootstrap_ci(classification_metrics, (y, pred, score), 200, seed=2, groups=patients) == bootstrap_ci(
+        classification_metrics, (y, pred, score), 200, seed=2
+    )
+
+
+def test_correlated_videos_within_patients_widen_the_interval() -> None:
+    """20 patients x 5 videos; a patient's videos share its error (same heart, same miscalibration), so they
+    carry about one patient's worth of information, not five videos' worth."""
+    rng = np.random.default_rng(0)
+    patients = np.repeat([f"p{i}" for i in range(20)], 5)
+    target = np.repeat(rng.normal(55.0, 10.0, 20), 5) + rng.normal(0.0, 1.0, 100)
+    prediction = target + np.repeat(rng.normal(0.0, 6.0, 20), 5) + rng.normal(0.0, 0.5, 100)
+    video = bootstrap_ci(regression_metrics, (target, prediction), n_resamples=1000, seed=1)
+    patient = bootstrap_ci(regression_metrics, (target, prediction), n_resamples=1000, seed=1, groups=patients)
+    for name in ("mae", "rmse", "r2"):
+        width_video, width_patient = video[name][1] - video[name][0], patient[name][1] - patient[name][0]
+        # Five perfectly correlated videos per patient: about sqrt(5) = 2.2 times wider.
+        assert width_patient > 1.6 * width_video, name
+    assert resampling_unit(list(patients), 100) == {"ci_unit": "patient", "ci_units": 20}
+    assert resampling_unit(None, 100) == {"ci_unit": "video", "ci_units": 100}
+
+
+def test_patient_ids_must_align_with_videos() -> None:
+    with pytest.raises(ValueError, match="one patient id per video"):
+        bootstrap_ci(regression_metrics, (np.zeros(3), np.zeros(3)), groups=["a", "b"])

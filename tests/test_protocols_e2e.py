@@ -65,6 +65,11 @@ def test_every_protocol_runs_end_to_end(monkeypatch, capsys, synth_root, shared_
         assert record["protocol"] == protocol and record["metrics"], protocol
         assert record["mlflow_run_id"] == summary["mlflow_run_id"]
         assert record["frozen_encoder"] is not protocol.startswith("finetune")
+        # Every protocol's intervals resample the patients of the videos it tested (SynthEcho has several
+        # videos per patient), and the result says so.
+        tested = pd.read_csv(record["predictions_csv"]).drop_duplicates("video_id")
+        assert (record["ci_unit"], record["ci_units"]) == ("patient", tested["patient_id"].nunique()), protocol
+        assert record["ci_units"] < len(tested), protocol
         summaries[protocol] = summary
     sweep = summaries["label-sweep"]
     assert [row["fraction"] for row in sweep["summary"]] == [0.1, 0.2, 0.5, 1.0]

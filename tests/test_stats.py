@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from echobench.metrics import classification_metrics, regression_metrics
+from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
 from echobench.stats import (
     compare_paired,
     paired_bootstrap_ci,
@@ -102,3 +102,17 @@ def test_patients_are_resampled_as_units():
     result = compare_paired(np.array([3.0, 5.0, 7.0, 1.0, 4.0, 9.0]), np.array([2.0, 2.0, 2.0, 1.0, 1.0, 3.0]), groups)
     assert (result.unit, result.n_units) == ("patient", 3)
     assert result.mean_diff == pytest.approx(np.mean([2.0, 5.0, 3.0]))
+
+
+def test_paired_bootstrap_draws_the_patients_of_each_methods_own_interval():
+    """B is perfect (MAE 0 on every resample), so MAE(A) − MAE(B) on shared resamples is MAE(A) on the resamples
+    bootstrap_ci draws for A's own interval: equal bounds mean the same patients were drawn."""
+    rng = np.random.default_rng(3)
+    groups = [f"p{i % 7}" for i in rng.permutation(30)]
+    y = rng.normal(55, 10, 30)
+    pa = y + rng.normal(0, 5, 30)
+    _, low, high = paired_metric_bootstrap(
+        regression_metrics, "mae", (y, pa), (y, y.copy()), groups=groups, n_resamples=400, seed=9
+    )
+    own = bootstrap_ci(regression_metrics, (y, pa), n_resamples=400, seed=9, groups=groups)["mae"]
+    assert (low, high) == pytest.approx(own, abs=1e-12)

@@ -24,6 +24,8 @@ class FeatureSet:
     (several clips per video when a protocol encodes several starts); ``targets`` holds one task target per
     video (class index, or a float for regression). ``tokens`` ``(n_clips, T', H', W', D)`` (float16) is present
     when the protocol asked for the token grid; ``frame_indices`` ``(n_clips, T)`` are each clip's source frames.
+    ``groups`` holds each video's patient id (aligned with ``video_ids``) when known: test intervals then
+    resample patients.
     """
 
     features: np.ndarray
@@ -32,6 +34,7 @@ class FeatureSet:
     targets: np.ndarray
     tokens: np.ndarray | None = None
     frame_indices: np.ndarray | None = None
+    groups: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2:
@@ -40,6 +43,8 @@ class FeatureSet:
             raise ValueError("clip_video must have one entry per clip")
         if len(self.targets) != len(self.video_ids):
             raise ValueError("targets must have one entry per video")
+        if self.groups is not None and len(self.groups) != len(self.video_ids):
+            raise ValueError("groups must have one patient id per video")
 
     @property
     def num_videos(self) -> int:
@@ -52,6 +57,7 @@ class FeatureSet:
             clip_video=np.arange(len(self.features)),
             video_ids=[f"{self.video_ids[v]}#{i}" for i, v in enumerate(self.clip_video)],
             targets=np.asarray(self.targets)[self.clip_video],
+            groups=None if self.groups is None else [self.groups[v] for v in self.clip_video],
         )
 
 
@@ -64,7 +70,9 @@ class ProtocolResult:
     chosen setting; ``predictions`` one row per test video (``video_id``, ``target``, ``prediction`` and, for
     classification, ``score`` = probability of the positive class). ``per_seed`` lists each repeat's test
     metrics (seeds, label-fraction subsets, folds); ``summary`` is an optional table for people (e.g. one row
-    per label fraction with mean ± SD) that the CLI prints instead of the flat metrics.
+    per label fraction with mean ± SD) that the CLI prints instead of the flat metrics. ``ci_unit`` says what the
+    intervals resampled (``patient`` or ``video``) and ``ci_units`` how many of them there were (None without
+    intervals).
     """
 
     metrics: dict[str, float]
@@ -75,6 +83,8 @@ class ProtocolResult:
     per_seed: dict[str, list[float]] = field(default_factory=dict)
     summary: pd.DataFrame | None = None
     runs: list[dict[str, Any]] | None = None
+    ci_unit: str | None = None
+    ci_units: int | None = None
 
 
 def config_from_mapping(cls: type[C], values: Mapping[str, Any], protocol: str) -> C:

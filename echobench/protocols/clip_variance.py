@@ -17,13 +17,14 @@ Reported, all in ``metrics``:
   start-to-start change of the score with where the scores sit relative to 0.5. ``chosen["spread_metric"]``
   names it.
 
-``ci`` holds percentile bootstrap intervals over videos of the headline metrics and of ``mean_sd`` and
-``median_sd``. ``predictions`` has one row per video with ``sd`` and ``n_clips`` besides the usual columns.
+``ci`` holds percentile bootstrap intervals over videos (patients when ``groups`` is given) of the headline
+metrics and of ``mean_sd`` and ``median_sd``. ``predictions`` has one row per video with ``sd`` and ``n_clips``
+besides the usual columns (and ``patient_id`` when known).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from echobench.data.tasks import Task
 from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
 from echobench.protocols.base import ProtocolResult
+from echobench.protocols.scoring import interval_unit
 
 SD_DDOF = 1
 CLASSIFICATION_SPREAD_METRIC = "auroc"
@@ -47,8 +49,11 @@ def clip_variance(
     task: Task,
     ci_resamples: int,
     seed: int,
+    groups: Sequence[str] | None = None,
 ) -> ProtocolResult:
-    """Per-video spread of predictions across clip starts and per-start metrics; see the module docstring."""
+    """Per-video spread of predictions across clip starts and per-start metrics; see the module docstring.
+
+    ``groups`` (each video's patient id) makes the intervals resample patients."""
     preds = np.asarray(clip_predictions, dtype=np.float64)
     clip_video = np.asarray(clip_video)
     clip_number = np.asarray(clip_number)
@@ -64,12 +69,17 @@ def clip_variance(
     metrics = _metrics(task, targets, average)
     metrics |= {f"{spread_name}@start={int(r)}": float(v) for r, v in zip(ranks, per_rank, strict=True)}
     metrics |= _sd_summary(sd) | _rank_summary(per_rank)
+    ci = _intervals(task, targets, average, sd, ci_resamples, seed, groups)
+    predictions = _predictions_frame(task, video_ids, targets, average, sd, counts)
+    if groups is not None:
+        predictions["patient_id"] = list(groups)
     return ProtocolResult(
         metrics=metrics,
-        ci=_intervals(task, targets, average, sd, ci_resamples, seed),
+        ci=ci,
         chosen={"spread_metric": spread_name, "num_starts": len(ranks), "sd_ddof": SD_DDOF},
         val_metrics={},
-        predictions=_predictions_frame(task, video_ids, targets, average, sd, counts),
+        predictions=predictions,
+        **interval_unit(ci, groups, len(video_ids)),
     )
 
 
@@ -97,16 +107,23 @@ def _threshold(probability: np.ndarray) -> np.ndarray:
 
 
 def _intervals(
-    task: Task, targets: np.ndarray, average: np.ndarray, sd: np.ndarray, resamples: int, seed: int
+    task: Task,
+    targets: np.ndarray,
+    average: np.ndarray,
+    sd: np.ndarray,
+    resamples: int,
+    seed: int,
+    groups: Sequence[str] | None,
 ) -> dict[str, tuple[float, float]]:
     if resamples == 0:
         return {}
     if task.is_classification:
-        ci = bootstrap_ci(classification_metrics, (targets, _threshold(average), average), resamples, seed)
+        fn, arrays = classification_metrics, (targets, _threshold(average), average)
     else:
-        ci = bootstrap_ci(regression_metrics, (targets, average), resamples, seed)
-    # Same seed, so the same video resamples as the headline intervals.
-    return ci | bootstrap_ci(_sd_summary, (sd,), resamples, seed)
+        fn, arrays = regression_metrics, (targets, average)
+    ci = bootstrap_ci(fn, arrays, resamples, seed, groups=groups)
+    # Same seed and units, so the same resamples as the headline intervals.
+    return ci | bootstrap_ci(_sd_summary, (sd,), resamples, seed, groups=groups)
 
 
 def _rank_summary(per_rank: np.ndarray) -> dict[str, float]:

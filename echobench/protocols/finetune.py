@@ -45,6 +45,7 @@ from echobench.protocols.base import ProtocolResult, config_from_mapping
 from echobench.protocols.scoring import (
     AGGREGATES,
     Aggregate,
+    interval_unit,
     intervals,
     primary_metric,
     task_metrics,
@@ -244,16 +245,21 @@ def run_finetune_family(ctx: ProtocolContext) -> ProtocolResult:
     val_pred, val_score = evaluate(val_table)
     pred, score = evaluate(test_table)
     test_ids = list(test_table["video_id"])
+    patients = [str(p) for p in test_table["patient_id"]] if "patient_id" in test_table.columns else None
     frame = pd.DataFrame({"video_id": test_ids, "target": test_targets, "prediction": pred})
     if score is not None:
         frame["score"] = score
+    if patients is not None:
+        frame["patient_id"] = patients
     model.to("cpu")
+    ci = intervals(test_targets, pred, score, cfg.ci_resamples, cfg.seed, patients)
     return ProtocolResult(
         metrics=task_metrics(task, test_targets, pred, score),
-        ci=intervals(test_targets, pred, score, cfg.ci_resamples, cfg.seed),
+        ci=ci,
         chosen={"step": best_step, "head": cfg.head, "unfreeze": cfg.unfreeze, "layer_decay": cfg.layer_decay},
         val_metrics=task_metrics(task, val_targets, val_pred, val_score),
         predictions=frame,
+        **interval_unit(ci, patients, len(test_ids)),
     )
 
 

@@ -46,7 +46,7 @@ class ClipVarianceConfig:
     num_starts: int = 16
     head: Literal["linear", "mlp"] = "linear"
     epochs: int = 100
-    pool: Pool = "encoder"
+    pool: Pool = "mean_std"
     ci_resamples: int = 1000
     seed: int = 0
 
@@ -84,6 +84,7 @@ def run_clip_variance_family(ctx: ProtocolContext) -> ProtocolResult:
         ctx.task,
         cfg.ci_resamples,
         cfg.seed,
+        test.groups,
     )
     result.chosen |= {"lr": probe.lr, "weight_decay": probe.weight_decay, "epoch": probe.epoch}
     result.val_metrics = probe.val_metrics

@@ -6,18 +6,25 @@ mean feature. FAISS proposes candidates in float32; they are re-ranked by exact 
 the lower bank index, so neighbours (and every metric) are reproducible even when features nearly coincide.
 
 A neighbour with similarity ``s`` votes with weight
-``exp(s / T)``: for classification a class's score is the summed weight of its neighbours, normalised over
-classes (the positive class's share is the AUROC score); for regression the prediction is the weighted mean
-of the neighbours' targets. One search at the largest ``k`` serves every ``k`` of the grid, because FAISS
-returns neighbours sorted by similarity.
+``exp(s / T)``: for classification a class's score is the summed weight of its neighbours (``vote: plain``, DINO's
+rule), or that sum divided by the class's prevalence among the bank's clips (``vote: balanced``, the default),
+normalised over classes; the positive class's share is the AUROC score and the prediction is the class of the
+largest share. A plain vote is a majority vote when neighbours' weights are nearly equal: with 12 % positives in
+the bank it calls a clip positive only when more than half of its neighbours are positive, so a minority class is
+almost never predicted; balanced votes weigh each class as if the bank were balanced. For regression the
+prediction is the weighted mean of the neighbours' targets. One search at the largest ``k`` serves every ``k`` of
+the grid, because FAISS returns neighbours sorted by similarity.
 
 Every clip is scored alone; a video's output aggregates its clips: ``mean`` averages class scores (or
 regression predictions) over clips, ``any`` (DISCOVER's paper rule, binary only) calls a video positive when
 any clip is predicted positive and scores it by the largest clip score.
 
-Variants: ``standard`` (the bank is the training split; ``k`` is chosen on validation by the task's primary
-metric, ties going to the smaller ``k``; test is queried once with that ``k``) and ``discover_code`` (the
-DISCOVER code: the bank is the validation split, ``k`` = 10, no selection, so no validation metrics).
+Variants: ``standard`` (the bank is the training split; ``k`` is chosen on validation by ``select_by``, ties going
+to the smaller ``k`` and NaN counting as worst; test is queried once with that ``k``) and ``discover_code`` (the
+DISCOVER code with ``vote: plain``: the bank is the validation split, ``k`` = 10, no selection, so no validation
+metrics). ``select_by: auto`` is AUROC for binary classification tasks — threshold-free, so it still ranks the
+``k`` when every ``k`` predicts the same classes and a threshold metric ties — and the task's primary metric
+otherwise.
 """
 
 from __future__ import annotations
@@ -30,14 +37,14 @@ from typing import Any, Literal
 
 import faiss
 import numpy as np
-import pandas as pd
 import torch
 
 from echobench.data.tasks import Task
 from echobench.errors import UserError
-from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
+from echobench.metrics import classification_metrics, regression_metrics
 from echobench.protocols.base import FeatureSet, ProtocolResult, check_split, config_from_mapping
 from echobench.protocols.readout import Pool, check_pool
+from echobench.protocols.scoring import first_best, interval_unit, intervals, predictions_frame
 
 DISCOVER_CODE_K = 10
 # faiss-gpu's brute-force search returns at most this many neighbours per query.
@@ -47,15 +54,28 @@ _CPU_DATABASE_BLOCK = 8192
 Aggregate = Literal["mean", "any"]
 Variant = Literal["standard", "discover_code"]
 FeatureTransform = Literal["raw", "center", "standardize"]
+Vote = Literal["balanced", "plain"]
 _AGGREGATES: tuple[str, ...] = ("mean", "any")
 _VARIANTS: tuple[str, ...] = ("standard", "discover_code")
+_VOTES: tuple[str, ...] = ("balanced", "plain")
+#: Metrics where a smaller value is better; every other metric of echobench.metrics is higher-is-better.
+_LOWER_IS_BETTER = frozenset({"mae", "rmse"})
+
+
+def _metric_names(classification: bool) -> tuple[str, ...]:
+    """Names of the metrics :mod:`echobench.metrics` reports for a classification or regression task."""
+    if classification:
+        return tuple(classification_metrics(np.array([0, 1]), np.array([0, 1]), np.array([0.0, 1.0])))
+    return tuple(regression_metrics(np.array([0.0, 1.0]), np.array([0.0, 1.0])))
 
 
 @dataclass
 class KnnConfig:
     """Protocol settings; field names match ``protocols/knn.yaml``.
 
-    ``k`` fixes the neighbour count (no selection); otherwise k is chosen from ``ks`` on validation.
+    ``k`` fixes the neighbour count (no selection); otherwise k is chosen from ``ks`` on validation by the metric
+    ``select_by`` (``auto``: AUROC for binary classification, the task's primary metric otherwise). ``vote``:
+    ``balanced`` divides each class's summed neighbour weight by its prevalence in the bank, ``plain`` does not.
     """
 
     ks: tuple[int, ...] = (10, 20, 50, 100, 200)
@@ -64,9 +84,11 @@ class KnnConfig:
     aggregate: Aggregate = "mean"
     variant: Variant = "standard"
     feature_transform: FeatureTransform = "raw"
+    vote: Vote = "balanced"
+    select_by: str = "auto"
     ci_resamples: int = 1000
     seed: int = 0
-    pool: Pool = "encoder"
+    pool: Pool = "mean_std"
 
     def __post_init__(self) -> None:
         if self.k is not None:
@@ -80,6 +102,8 @@ class KnnConfig:
         _check_choice("aggregate", self.aggregate, _AGGREGATES)
         _check_choice("variant", self.variant, _VARIANTS)
         _check_choice("feature_transform", self.feature_transform, ("raw", "center", "standardize"))
+        _check_choice("vote", self.vote, _VOTES)
+        _check_choice("select_by", self.select_by, ("auto", *_metric_names(True), *_metric_names(False)))
         check_pool("knn", self.pool)
         if self.ci_resamples < 0:
             raise UserError(f"knn: ci_resamples must be >= 0 (0 = no intervals), got {self.ci_resamples}")
@@ -223,27 +247,32 @@ def run_knn(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, co
         ks = sorted({min(k, len(bank.features)) for k in config.ks})
         val_out = _predict(bank, val, ks, task, config)
         per_k = [_metrics(val.targets, val_out, i) for i in range(len(ks))]
-        best = _select(per_k, task)
+        metric = selection_metric(task, config)
+        best = _select(per_k, metric, task)
         k = ks[best]
         val_metrics = per_k[best]
-        chosen: dict[str, float | int | str] = {"k": k, "bank": "train"}
+        chosen: dict[str, float | int | str] = {"k": k, "bank": "train", "select_by": metric}
         for kk, m in zip(ks, per_k, strict=True):
-            chosen[f"val_{task.primary_metric}@k={kk}"] = m[task.primary_metric]
+            chosen[f"val_{metric}@k={kk}"] = m[metric]
     else:
         bank = val
         k = min(DISCOVER_CODE_K, len(bank.features))
         val_metrics = {}
         chosen = {"k": k, "bank": "val"}
+    if task.is_classification:
+        chosen["vote"] = config.vote
     # Test is queried once, after k is fixed on validation.
     test_out = _predict(bank, test, [k], task, config)
     metrics = _metrics(test.targets, test_out, 0)
-    ci = _intervals(test.targets, test_out, config.ci_resamples, config.seed)
+    score = None if test_out.score is None else test_out.score[:, 0]
+    ci = intervals(test.targets, test_out.prediction[:, 0], score, config.ci_resamples, config.seed, test.groups)
     return ProtocolResult(
         metrics=metrics,
         ci=ci,
         chosen=chosen,
         val_metrics=val_metrics,
-        predictions=_predictions_frame(test, test_out),
+        predictions=predictions_frame(test, test_out.prediction[:, 0], score),
+        **interval_unit(ci, test.groups, test.num_videos),
     )
 
 
@@ -261,6 +290,8 @@ def _predict(bank: FeatureSet, queries: FeatureSet, ks: list[int], task: Task, c
         return _VideoOutputs(_video_mean(cum_wy / cum_w, queries), None)
     votes = weights[:, :, None] * (neighbour_targets[:, :, None] == np.arange(len(task.classes)))
     class_scores = np.cumsum(votes, axis=1)[:, columns]
+    if config.vote == "balanced":
+        class_scores = class_scores / _bank_prevalence(bank, len(task.classes))
     shares = class_scores / class_scores.sum(axis=2, keepdims=True)
     if config.aggregate == "mean":
         video_shares = _video_mean(shares, queries)
@@ -288,28 +319,27 @@ def _metrics(targets: np.ndarray, out: _VideoOutputs, column: int) -> dict[str, 
     return classification_metrics(targets, out.prediction[:, column], out.score[:, column])
 
 
-def _select(per_k: list[dict[str, float]], task: Task) -> int:
-    """Index of the best ``k`` by the primary metric; the first (smallest ``k``) among ties; NaN is worst."""
-    values = np.array([m[task.primary_metric] for m in per_k])
-    signed = values if task.higher_is_better else -values
-    return int(np.argmax(np.nan_to_num(signed, nan=-np.inf)))
+def _bank_prevalence(bank: FeatureSet, num_classes: int) -> np.ndarray:
+    """Each class's share of the bank's clips; a class absent from the bank gets 1 (its summed weight is 0 anyway,
+    and dividing by 1 keeps its share 0 instead of 0/0)."""
+    counts = np.bincount(np.asarray(bank.targets)[bank.clip_video], minlength=num_classes).astype(np.float64)
+    return np.where(counts > 0, counts / counts.sum(), 1.0)
 
 
-def _intervals(targets: np.ndarray, out: _VideoOutputs, resamples: int, seed: int) -> dict[str, tuple[float, float]]:
-    if resamples == 0:
-        return {}
-    if out.score is None:
-        fn, arrays = regression_metrics, (targets, out.prediction[:, 0])
-    else:
-        fn, arrays = classification_metrics, (targets, out.prediction[:, 0], out.score[:, 0])
-    return bootstrap_ci(fn, arrays, n_resamples=resamples, seed=seed)
+def selection_metric(task: Task, config: KnnConfig) -> str:
+    """The validation metric that chooses ``k``: ``select_by``, with ``auto`` resolved for ``task``."""
+    if config.select_by != "auto":
+        return config.select_by
+    if task.is_classification and len(task.classes) == 2:
+        return "auroc"
+    return task.primary_metric
 
 
-def _predictions_frame(test: FeatureSet, out: _VideoOutputs) -> pd.DataFrame:
-    frame = pd.DataFrame({"video_id": list(test.video_ids), "target": test.targets, "prediction": out.prediction[:, 0]})
-    if out.score is not None:
-        frame["score"] = out.score[:, 0]
-    return frame
+def _select(per_k: list[dict[str, float]], metric: str, task: Task) -> int:
+    """Index of the best ``k`` by ``metric``; the first (smallest ``k``) among ties; NaN is worst."""
+    values = np.array([m[metric] for m in per_k])
+    higher_is_better = task.higher_is_better if metric == task.primary_metric else metric not in _LOWER_IS_BETTER
+    return first_best(values, higher_is_better)
 
 
 def _check_inputs(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, config: KnnConfig) -> None:
@@ -321,3 +351,9 @@ def _check_inputs(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Ta
         check_split("knn", name, fs, task)
     if config.aggregate == "any" and (not task.is_classification or len(task.classes) != 2):
         raise UserError(f"knn: aggregate 'any' needs a binary classification task, {task.name} is not one")
+    allowed = _metric_names(task.is_classification)
+    if config.select_by not in ("auto", *allowed):
+        raise UserError(
+            f"knn: select_by {config.select_by!r} is not a metric of {task.kind} task {task.name}; "
+            f"use auto or one of {', '.join(allowed)}"
+        )

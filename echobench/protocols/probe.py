@@ -46,6 +46,7 @@ from echobench.protocols.scoring import (
     AGGREGATES,
     Aggregate,
     first_best,
+    interval_unit,
     intervals,
     predictions_frame,
     primary_metric,
@@ -83,7 +84,7 @@ class ProbeConfig:
     aggregate: Aggregate = "mean"
     solver: Solver = "auto"
     penalties: tuple[float, ...] = DEFAULT_PENALTIES
-    pool: Pool = "encoder"
+    pool: Pool = "mean_std"
     ci_resamples: int = 1000
     seed: int = 0
 
@@ -196,12 +197,14 @@ def run_probe(train: FeatureSet, val: FeatureSet, test: FeatureSet, task: Task, 
     check_split("probe", "test", test, task)
     probe = fit_probe(train, val, task, config, config.seed)
     pred, score = probe.predict(test)
+    ci = intervals(test.targets, pred, score, config.ci_resamples, config.seed, test.groups)
     return ProtocolResult(
         metrics=task_metrics(task, test.targets, pred, score),
-        ci=intervals(test.targets, pred, score, config.ci_resamples, config.seed),
+        ci=ci,
         chosen=probe.chosen,
         val_metrics=probe.val_metrics,
         predictions=predictions_frame(test, pred, score),
+        **interval_unit(ci, test.groups, test.num_videos),
     )
 
 

@@ -35,6 +35,8 @@ def repeat_over_seeds(run_once: Callable[[int], ProtocolResult], seeds: Sequence
         predictions=first.predictions,
         per_seed=per_seed,
         summary=summary,
+        ci_unit=first.ci_unit,
+        ci_units=first.ci_units,
     )
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
 from echobench.data.tasks import Task
-from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
+from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics, resampling_unit
 from echobench.protocols.base import FeatureSet
 
 Aggregate = Literal["mean", "any"]
@@ -92,18 +93,32 @@ def task_metrics(task: Task, targets: np.ndarray, pred: np.ndarray, score: np.nd
 
 
 def intervals(
-    targets: np.ndarray, pred: np.ndarray, score: np.ndarray | None, resamples: int, seed: int
+    targets: np.ndarray,
+    pred: np.ndarray,
+    score: np.ndarray | None,
+    resamples: int,
+    seed: int,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, tuple[float, float]]:
+    """Bootstrap intervals of the test metrics, over patients when ``groups`` gives each video's patient id."""
     if resamples == 0:
         return {}
     if score is None:
-        return bootstrap_ci(regression_metrics, (targets, pred), n_resamples=resamples, seed=seed)
-    return bootstrap_ci(classification_metrics, (targets, pred, score), n_resamples=resamples, seed=seed)
+        return bootstrap_ci(regression_metrics, (targets, pred), n_resamples=resamples, seed=seed, groups=groups)
+    return bootstrap_ci(classification_metrics, (targets, pred, score), n_resamples=resamples, seed=seed, groups=groups)
+
+
+def interval_unit(ci: Mapping[str, tuple[float, float]], groups: Sequence[str] | None, n_videos: int) -> dict[str, Any]:
+    """The :class:`ProtocolResult` fields ``ci_unit``/``ci_units`` for intervals ``ci`` (none without intervals)."""
+    return resampling_unit(groups, n_videos) if ci else {}
 
 
 def predictions_frame(test: FeatureSet, pred: np.ndarray, score: np.ndarray | None) -> pd.DataFrame:
-    """One row per test video: ``video_id``, ``target``, ``prediction`` and (classification) ``score``."""
+    """One row per test video: ``video_id``, ``target``, ``prediction``, (classification) ``score`` and, when
+    known, ``patient_id`` (so that paired comparisons resample the same patients)."""
     frame = pd.DataFrame({"video_id": list(test.video_ids), "target": test.targets, "prediction": pred})
     if score is not None:
         frame["score"] = score
+    if test.groups is not None:
+        frame["patient_id"] = list(test.groups)
     return frame

@@ -43,6 +43,7 @@ from echobench.errors import UserError
 from echobench.metrics import OVERLAP_MEASURES, PHASES, bootstrap_ci, image_overlaps, segmentation_metrics
 from echobench.models.heads import LinearUpsampleSegHead, TransposedConvSegHead
 from echobench.protocols.base import ProtocolResult, config_from_mapping
+from echobench.protocols.scoring import interval_unit
 from echobench.train import resolve_device
 
 Head = Literal["linear", "transposed_conv"]
@@ -108,17 +109,21 @@ class Images:
     """The traced images of one split, video-major: image ``2v`` is video ``v``'s ED frame, ``2v + 1`` its ES frame.
 
     ``tokens`` ``(2V, H', W', D)`` float16 is the token map of each image's temporal token; ``masks``
-    ``(2V, S, S)`` uint8 its label map; ``frames`` ``(2V,)`` its source frame.
+    ``(2V, S, S)`` uint8 its label map; ``frames`` ``(2V,)`` its source frame. ``groups`` holds each video's
+    patient id when known (a video's images belong to its patient for the test intervals).
     """
 
     video_ids: list[str]
     tokens: np.ndarray
     masks: np.ndarray
     frames: np.ndarray
+    groups: list[str] | None = None
 
     def __post_init__(self) -> None:
         if not len(self.tokens) == len(self.masks) == len(self.frames) == len(PHASES) * len(self.video_ids):
             raise ValueError("Images needs one ED and one ES image per video")
+        if self.groups is not None and len(self.groups) != len(self.video_ids):
+            raise ValueError("Images needs one patient id per video")
 
 
 def traced_images(ctx: ProtocolContext, split: str) -> Images:
@@ -143,7 +148,7 @@ def traced_images(ctx: ProtocolContext, split: str) -> Images:
     tokens = fs.tokens[np.arange(len(frames)), token]
     traced = zip(fs.video_ids, frames.reshape(-1, len(PHASES)), strict=True)
     masks = np.concatenate([_working_masks(ctx, video_id, int(ed), int(es)) for video_id, (ed, es) in traced])
-    return Images(video_ids=fs.video_ids, tokens=tokens, masks=masks, frames=frames)
+    return Images(video_ids=fs.video_ids, tokens=tokens, masks=masks, frames=frames, groups=fs.groups)
 
 
 def _working_masks(ctx: ProtocolContext, video_id: str, ed: int, es: int) -> np.ndarray:
@@ -293,13 +298,18 @@ def run_segmentation(
     summarise = functools.partial(segmentation_metrics, class_names=classes)
     val_overlaps = _per_video(trainer.overlaps(best.head, val))
     test_overlaps = _per_video(trainer.overlaps(best.head, test))
-    ci = bootstrap_ci(summarise, (test_overlaps,), config.ci_resamples, config.seed) if config.ci_resamples else {}
+    ci = (
+        bootstrap_ci(summarise, (test_overlaps,), config.ci_resamples, config.seed, groups=test.groups)
+        if config.ci_resamples
+        else {}
+    )
     return ProtocolResult(
         metrics=summarise(test_overlaps),
         ci=ci,
         chosen={"lr": best.lr, "epoch": best.epoch},
         val_metrics=summarise(val_overlaps),
         predictions=predictions_frame(test, test_overlaps),
+        **interval_unit(ci, test.groups, len(test.video_ids)),
     )
 
 
@@ -315,7 +325,8 @@ def _per_video(overlaps: np.ndarray) -> np.ndarray:
 
 
 def predictions_frame(images: Images, overlaps: np.ndarray) -> pd.DataFrame:
-    """One row per test image: video, frame, phase and its overlaps (mean over foreground classes)."""
+    """One row per test image: video, frame, phase, its overlaps (mean over foreground classes) and, when known,
+    the video's ``patient_id``."""
     per_image = overlaps.reshape(len(images.frames), len(OVERLAP_MEASURES), -1).mean(axis=2)
     frame = pd.DataFrame(
         {
@@ -326,4 +337,6 @@ def predictions_frame(images: Images, overlaps: np.ndarray) -> pd.DataFrame:
     )
     for m, measure in enumerate(OVERLAP_MEASURES):
         frame[measure] = per_image[:, m]
+    if images.groups is not None:
+        frame["patient_id"] = np.repeat(images.groups, len(PHASES))
     return frame

@@ -34,6 +34,7 @@ from echobench.protocols.scoring import (
     AGGREGATES,
     Aggregate,
     first_best,
+    interval_unit,
     intervals,
     predictions_frame,
     primary_metric,
@@ -159,12 +160,14 @@ def run_token_head(
     chosen = fits[best]
     pred, score = trainer.predict(chosen.head, test)
     val_pred, val_score = trainer.predict(chosen.head, val)
+    ci = intervals(test.targets, pred, score, config.ci_resamples, config.seed, test.groups)
     return ProtocolResult(
         metrics=task_metrics(task, test.targets, pred, score),
-        ci=intervals(test.targets, pred, score, config.ci_resamples, config.seed),
+        ci=ci,
         chosen={"head": config.head, "lr": config.lrs[best], "epoch": chosen.epoch},
         val_metrics=task_metrics(task, val.targets, val_pred, val_score),
         predictions=predictions_frame(test, pred, score),
+        **interval_unit(ci, test.groups, test.num_videos),
     )
 
 

@@ -16,7 +16,7 @@ of the dataset splits, so a whole sweep or k-fold costs about one encode pass.
   quantile); in round ``i`` fold ``i`` is the test set, fold ``i + 1`` (cyclically) the validation set and the rest
   the training set. Reported: mean and SD over folds of every test metric (``<metric>``, ``<metric>_sd``), and
   the metric of the pooled out-of-fold predictions (``<metric>_pooled``, every video predicted once) with its
-  bootstrap interval. The dataset's own test split is not used.
+  bootstrap interval over patients. The dataset's own test split is not used.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from echobench.errors import UserError
 from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics
 from echobench.protocols.base import ProtocolResult, config_from_mapping
 from echobench.protocols.repeat import mean_sd
+from echobench.protocols.scoring import interval_unit
 from echobench.results import videos_hash
 
 WRAPPER_FAMILIES = ("label_sweep", "kfold")
@@ -146,6 +147,8 @@ def run_sweep_family(ctx: ProtocolContext) -> ProtocolResult:
             chosen |= {f"{name}{tag}": value for name, value in result.chosen.items()}
             predictions.append(result.predictions.assign(fraction=fraction, seed=seed))
     metrics, val_metrics, per_seed, summary = _per_fraction(runs)
+    # Every run is tested on the same whole test split, so all share the first run's resampling unit.
+    first = runs[0]["result"]
     return ProtocolResult(
         metrics=metrics,
         ci=ci,
@@ -155,6 +158,8 @@ def run_sweep_family(ctx: ProtocolContext) -> ProtocolResult:
         per_seed=per_seed,
         summary=summary,
         runs=[{k: v for k, v in run.items() if k != "result"} | {"metrics": run["result"].metrics} for run in runs],
+        ci_unit=first.ci_unit,
+        ci_units=first.ci_units,
     )
 
 
@@ -228,7 +233,8 @@ def run_kfold_family(ctx: ProtocolContext) -> ProtocolResult:
     for fold, result in enumerate(runs):
         rows.append({"fold": fold, "n_test": len(held_out[fold]), **result.metrics})
     pooled = pd.concat(predictions, ignore_index=True)
-    pooled_metrics, ci = _pooled(pooled, ctx.task, getattr(inner_config, "ci_resamples", 1000), cfg.seed)
+    patients = pool.set_index("video_id")["patient_id"].loc[pooled["video_id"]].astype(str).tolist()
+    pooled_metrics, ci = _pooled(pooled, ctx.task, getattr(inner_config, "ci_resamples", 1000), cfg.seed, patients)
     summary = pd.DataFrame(rows)
     summary = pd.concat(
         [summary, pd.DataFrame([{"fold": "mean", "n_test": len(pool), **{n: metrics[n] for n in per_fold}}])],
@@ -244,13 +250,15 @@ def run_kfold_family(ctx: ProtocolContext) -> ProtocolResult:
         predictions=pooled,
         per_seed={f"{name}@folds": values for name, values in per_fold.items()},
         summary=summary,
+        **interval_unit(ci, patients, len(pooled)),
     )
 
 
 def _pooled(
-    predictions: pd.DataFrame, task: Task, resamples: int, seed: int
+    predictions: pd.DataFrame, task: Task, resamples: int, seed: int, groups: list[str]
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """Metrics of the out-of-fold predictions of every video, and their bootstrap intervals."""
+    """Metrics of the out-of-fold predictions of every video, and their bootstrap intervals over patients
+    (``groups``: each prediction's patient id)."""
     if task.kind not in ("classification", "regression") or "prediction" not in predictions:
         return {}, {}
     y, pred = predictions["target"].to_numpy(), predictions["prediction"].to_numpy()
@@ -264,5 +272,5 @@ def _pooled(
     values = {f"{name}_pooled": value for name, value in fn(*arrays).items()}
     if resamples == 0:
         return values, {}
-    intervals = bootstrap_ci(fn, arrays, n_resamples=resamples, seed=seed)
+    intervals = bootstrap_ci(fn, arrays, n_resamples=resamples, seed=seed, groups=groups)
     return values, {f"{name}_pooled": bounds for name, bounds in intervals.items()}
