@@ -1,7 +1,10 @@
 """Run profiles: named sets of overrides applied before ``--set``.
 
-``quick`` (the default) is sized so that a cold ``echobench run`` finishes in minutes on 2 CPU cores: a ViT-T at
-64² on 16-frame clips and a few hundred pretraining steps. ``paper`` applies nothing: each method's paper defaults.
+``quick`` (the default) is sized so that a cold ``echobench run --method discover --protocol knn`` (SynthEcho
+generation, decoding, pretraining, encoding) finishes within about 3 minutes on 2 CPU cores: a ViT-T at 64² on
+16-frame clips, batch 8, 100 pretraining steps, fp32 (on CPUs without bf16 matrix units bf16 is emulated and
+slower; ``pretrain.amp=auto`` decides). Plugins may add their own quick settings (``Method.profile_overrides``).
+``paper`` applies nothing: each method's paper defaults.
 The profile is part of every config hash and result file, so quick and paper numbers are never confused.
 """
 
@@ -15,7 +18,7 @@ from echobench.errors import UserError
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "method": {"model": "vit_tiny", "frames": 16, "stride": 4, "size": 64, "patch": 8, "tubelet": 4},
-        "pretrain": {"steps": 300, "batch_size": 8, "lr": 1e-3, "lr_scaling": "none", "checkpoint_every": 100},
+        "pretrain": {"steps": 100, "batch_size": 8, "lr": 1e-3, "lr_scaling": "none", "checkpoint_every": 50},
     },
     "paper": {},
 }
