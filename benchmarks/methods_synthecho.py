@@ -1,6 +1,6 @@
 """Every registered method on SynthEcho with the same pretraining budget, next to the random-init floor.
 
-    python benchmarks/methods_synthecho.py [--steps 300] [--profile quick] [--methods videomae discover ...]
+    python benchmarks/methods_synthecho.py [--steps 100] [--profile quick] [--methods videomae discover ...]
                                            [--segmentation vjepa vjepa_plain] [--set KEY=VALUE ...] [--out FILE.md]
 
 For each method: one pretraining (the profile's model and clips, ``--steps`` optimiser steps, the same batch and
@@ -67,7 +67,7 @@ def cell(values: tuple[float, float, float] | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300, help="pretraining steps for every method")
+    parser.add_argument("--steps", type=int, default=100, help="pretraining steps for every method (quick: 100)")
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--methods", nargs="+", default=None, help="default: every registered method")
     parser.add_argument("--segmentation", nargs="*", default=["vjepa", "vjepa_plain"])

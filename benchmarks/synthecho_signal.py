@@ -19,7 +19,8 @@ test **patients**. Tables:
    never on test.
 3. Methods through the harness with the run's settings (default readout unless ``--set protocol.pool=...``): kNN
    ``ef_anomaly`` AUROC and balanced accuracy, linear ``ef`` R², and the same linear probe on frame-shuffled clips
-   (``protocol.shuffle_frames=true``: a method that reads motion loses most of its R²). ``--pretrain-seeds``
+   (``protocol.shuffle_frames=true``: what depends on frame order is lost) and on frozen clips
+   (``protocol.freeze_frames=true``: a method that reads motion loses its R²). ``--pretrain-seeds``
    pretrains each method once per seed (``pretrain.seed``).
 """
 
@@ -190,7 +191,8 @@ def readout_table(methods: list[str], sets: list[str], profile: str) -> None:
 
 def methods_table(methods: list[str], seeds: list[int], sets: list[str], profile: str) -> None:
     table = Table(title="methods through the harness · test [95% CI over patients]")
-    for column in ("method", "pretrain seed", "knn ef_anomaly AUROC", "knn bal. acc.", "linear ef R²", "shuffled R²"):
+    columns = ("method", "pretrain seed", "knn ef_anomaly AUROC", "knn bal. acc.", "linear ef R²", "shuffled R²")
+    for column in (*columns, "frozen-frame R²"):
         table.add_column(column)
     for method in methods:
         for seed in seeds:
@@ -198,6 +200,7 @@ def methods_table(methods: list[str], seeds: list[int], sets: list[str], profile
             knn = _result(method, "knn", run, profile)
             linear = _result(method, "linear", run, profile)
             shuffled = _result(method, "linear", [*run, "protocol.shuffle_frames=true"], profile)
+            frozen = _result(method, "linear", [*run, "protocol.freeze_frames=true"], profile)
             table.add_row(
                 method,
                 str(seed),
@@ -205,6 +208,7 @@ def methods_table(methods: list[str], seeds: list[int], sets: list[str], profile
                 _cell(knn, "balanced_accuracy"),
                 _cell(linear, "r2"),
                 _cell(shuffled, "r2"),
+                _cell(frozen, "r2"),
             )
     console.print(table)
 

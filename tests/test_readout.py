@@ -73,3 +73,24 @@ def test_frame_controls_are_refused_where_the_encoder_trains() -> None:
         resolve("random_init", "knn", sets=["protocol.shuffle_frames=3"])
     with pytest.raises(UserError, match="exclude each other"):
         resolve("random_init", "knn", sets=["protocol.shuffle_frames=true", "protocol.freeze_frames=true"])
+
+
+def test_mean_std_head_reads_the_same_motion_map_and_trains_where_nothing_moves() -> None:
+    import torch
+
+    from echobench.models.heads import MeanStdHead
+
+    head = MeanStdHead(dim=2, outputs=1, locations=2)
+    tokens = torch.tensor(np.concatenate([_tokens(), -_tokens()]), dtype=torch.float32, requires_grad=True)
+    features: dict[str, torch.Tensor] = {}
+
+    def keep_input(_module: torch.nn.Module, args: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        features["x"] = args[0].detach()
+
+    head.norm.register_forward_hook(keep_input)
+    head(tokens).sum().backward()
+    # Negating a clip flips its mean and keeps its motion map.
+    np.testing.assert_allclose(features["x"].numpy(), [[2.0, 1.5, 0.5, 1.0], [-2.0, -1.5, 0.5, 1.0]], atol=1e-3)
+    assert torch.isfinite(tokens.grad).all()
+    with pytest.raises(ValueError, match="token grid"):
+        head(torch.zeros(1, 4, 2))

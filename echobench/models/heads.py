@@ -128,13 +128,14 @@ class MaxPoolHead(nn.Module):
 
 class MeanStdHead(nn.Module):
     """A Linear on the ``mean_std`` readout (:mod:`echobench.protocols.readout`): the token grid's mean over time
-    and space beside its motion map (each location's temporal SD, averaged over channels), layer-normalised because
-    the two parts have unrelated scales. A mean-pooled head cannot see motion; this one can, at the cost of a
-    Linear."""
+    and space beside its motion map (each location's temporal SD, averaged over channels), each feature standardised
+    over the batch (BatchNorm, running statistics at evaluation) as the frozen probes standardise over the training
+    split: videos differ in these features by a small fraction of their common value. A mean-pooled head cannot see
+    motion; this one can, at the cost of a Linear."""
 
     def __init__(self, dim: int, outputs: int, locations: int) -> None:
         super().__init__()
-        self.norm = nn.LayerNorm(dim + locations)
+        self.norm = nn.BatchNorm1d(dim + locations, affine=False)
         self.head = nn.Linear(dim + locations, outputs)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
