@@ -273,7 +273,7 @@ def test_primary_metric_of_all_heads_matches_regression_metrics(metric: str) -> 
 @pytest.mark.parametrize("name", ["linear", "mlp"])
 def test_yaml_specs_load_into_the_config(name: str) -> None:
     spec = yaml.safe_load((SPECS / f"{name}.yaml").read_text())
-    assert (spec["name"], spec["version"], spec["family"], spec["task"]) == (name, 1, "probe", "ef")
+    assert (spec["name"], spec["version"], spec["family"], spec["task"]) == (name, 2, "probe", "ef")
     cfg = ProbeConfig.from_dict(spec["config"])
     assert cfg == ProbeConfig(head=name)
 

@@ -9,10 +9,11 @@ Identical for every method, so a method is never favoured by how its features ar
   keeps how much, and where, the image changes over the clip (the cavity over the cardiac cycle). Each half is
   scaled to unit L2 norm so that neither dominates a cosine similarity.
 
-``mean_std`` is the default of the frozen protocols, chosen on validation: on SynthEcho ``ef`` (quick profile,
-400 videos) the linear probe's validation R² was 0.08–0.10 with ``mean`` and 0.45–0.59 with ``mean_std`` for
-random init, VideoMAE, V-JEPA and DISCOVER alike; a channel-wise temporal SD (``D`` numbers, no map) reached
-only 0.15–0.38 (``benchmarks/synthecho_signal.py`` has the comparison).
+``mean_std`` is the default of the frozen protocols, chosen on validation across methods: on SynthEcho ``ef``
+(quick profile) the linear probe's validation R² was 0.005–0.08 with ``encoder``/``mean`` and 0.37–0.59 with
+``mean_std`` for random init, VideoMAE and DISCOVER alike (``benchmarks/synthecho_signal.py --readouts``). A
+channel-wise temporal SD (``D`` numbers, no map) was tried first and reached only 0.15–0.38 on the earlier
+400-video SynthEcho: where the image changes matters, not only how much.
 """
 
 from __future__ import annotations
