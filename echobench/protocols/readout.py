@@ -62,8 +62,10 @@ def readout(pool: str, pooled: np.ndarray, tokens: np.ndarray | None) -> np.ndar
         return np.asarray(pooled, dtype=np.float32)
     if tokens is None:
         raise ValueError(f"readout {pool!r} needs the token grid")
+    # One float64 copy of the (float16) grid serves both halves.
+    grid = np.asarray(tokens, dtype=np.float64)
     if pool == "mean":
-        return grid_mean(tokens).astype(np.float32)
+        return grid_mean(grid).astype(np.float32)
     if pool == "mean_std":
-        return np.concatenate([_unit(grid_mean(tokens)), _unit(motion_map(tokens))], axis=1).astype(np.float32)
+        return np.concatenate([_unit(grid_mean(grid)), _unit(motion_map(grid))], axis=1).astype(np.float32)
     raise ValueError(f"unknown readout {pool!r}; use one of {', '.join(POOLS)}")
