@@ -12,21 +12,27 @@ test **patients**. Tables:
      every frame the fraction of dark pixels in that box (raw and blurred, several thresholds) and the box's mean
      intensity, each summarised over the video's frames as range/max and SD; if this stays below R² 0.8,
      SynthEcho's EF is not visible in its pixels;
+   - ``frame speed`` — the same darkness series, summarised by its change between consecutive frames: a feature
+     that needs frame order;
    - ``single frame`` — 8×8 intensities of one random frame: the static shortcut, if any.
+   Each row is also scored on the test videos with their frames shuffled (fitted on intact videos, as
+   ``protocol.shuffle_frames`` does in the harness): order-free features keep their R², order-reading ones lose it.
+   This checks the control itself.
 2. ``--readouts``: validation evidence for the frozen protocols' default ``protocol.pool`` — every method's linear
    ``ef`` validation R² and kNN ``ef_anomaly`` validation AUROC for each readout (``encoder``, ``mean``,
    ``mean_std``) — and for the kNN's ``feature_transform``, so defaults are chosen on validation across methods,
    never on test.
 3. Methods through the harness with the run's settings (default readout unless ``--set protocol.pool=...``): kNN
-   ``ef_anomaly`` AUROC and balanced accuracy, linear ``ef`` R², and the same linear probe on frame-shuffled clips
-   (``protocol.shuffle_frames=true``: what depends on frame order is lost) and on frozen clips
-   (``protocol.freeze_frames=true``: a method that reads motion loses its R²). ``--pretrain-seeds``
+   ``ef_anomaly`` AUROC and balanced accuracy, linear ``ef`` R², and the same linear probe scored on test clips with
+   shuffled frames (``protocol.shuffle_frames=true``: what the features took from frame order is lost) and on frozen
+   test clips (``protocol.freeze_frames=true``: a method that reads motion loses its R²). ``--pretrain-seeds``
    pretrains each method once per seed (``pretrain.seed``).
 """
 
 from __future__ import annotations
 
 import argparse
+import zlib
 from collections.abc import Callable
 
 import cv2
@@ -67,7 +73,9 @@ def fmt(value: float, interval: tuple[float, float]) -> str:
 
 def fit_score(
     x: dict[str, np.ndarray], ef: dict[str, np.ndarray], anomaly: dict[str, np.ndarray], patients: np.ndarray
-) -> tuple[str, str]:
+) -> tuple[str, str, str]:
+    """Ridge ``ef`` R² and logistic ``ef_anomaly`` AUROC on test, then the same ridge on ``x["shuffled"]`` (the test
+    videos' features with their frames permuted: fitted and selected on intact videos, as the harness's control)."""
     scaler = StandardScaler().fit(x["train"])
     z = {k: scaler.transform(v) for k, v in x.items()}
 
@@ -76,6 +84,7 @@ def fit_score(
 
     alpha = max(ALPHAS, key=lambda a: r2_score(ef["val"], ridge(a).predict(z["val"])))
     pred = ridge(alpha).predict(z["test"])
+    shuffled = ridge(alpha).predict(z["shuffled"])
 
     def logistic(c: float) -> LogisticRegression:
         return LogisticRegression(C=c, max_iter=5000).fit(z["train"], anomaly["train"])
@@ -87,6 +96,7 @@ def fit_score(
     return (
         fmt(r2_score(ef["test"], pred), patient_interval(r2_score, ef["test"], pred, patients)),
         fmt(roc_auc_score(anomaly["test"], score), patient_interval(roc_auc_score, anomaly["test"], score, patients)),
+        fmt(r2_score(ef["test"], shuffled), patient_interval(r2_score, ef["test"], shuffled, patients)),
     )
 
 
@@ -94,27 +104,50 @@ def _range_and_sd(per_frame: np.ndarray) -> list[float]:
     return [1.0 - per_frame.min() / max(per_frame.max(), 1e-6), float(per_frame.std())]
 
 
-def oracle_features(dataset: SynthEchoDataset, cache: DecodeCache, ids: list[str], seed: int) -> dict[str, np.ndarray]:
+def _frame_speed(per_frame: np.ndarray) -> list[float]:
+    """How fast a per-frame series changes between consecutive frames: needs the frames in order."""
+    steps = np.abs(np.diff(per_frame))
+    return [float(steps.mean()), float(np.percentile(steps, 90))]
+
+
+def _darkness(frames: np.ndarray, ed_mask: np.ndarray) -> tuple[list[float], list[float]]:
+    """Over-the-video summaries of the LV box's darkness: order-free ones (range, SD) and frame speeds."""
+    ys, xs = np.nonzero(ed_mask)
+    box = frames[:, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    blurred = np.stack([cv2.GaussianBlur(frame, (0, 0), 1.5) for frame in box])
+    order_free: list[float] = []
+    speed: list[float] = []
+    for threshold in DARK_THRESHOLDS:
+        for source in (box, blurred):
+            dark = (source < threshold).mean(axis=(1, 2))
+            order_free += _range_and_sd(dark)
+            speed += _frame_speed(dark)
+    order_free += _range_and_sd(box.mean(axis=(1, 2)))
+    speed += _frame_speed(box.mean(axis=(1, 2)))
+    return order_free, speed
+
+
+def oracle_features(
+    dataset: SynthEchoDataset, cache: DecodeCache, ids: list[str], seed: int, *, shuffle: bool = False
+) -> dict[str, np.ndarray]:
+    """Oracle and single-frame features of ``ids``; ``shuffle`` permutes each video's frames first (a fixed order
+    per video id), as ``protocol.shuffle_frames`` does to the harness's test clips."""
     rng = np.random.default_rng(seed)
     rows = dataset.table.set_index("video_id")
-    area, pixels, single = [], [], []
+    area, pixels, speeds, single = [], [], [], []
     for video_id in ids:
         masks = {f: cache.working_mask(video_id, m) > 0 for f, m in dataset.masks(video_id).items()}
         ed, es = masks[int(rows.loc[video_id, "ed_frame"])], masks[int(rows.loc[video_id, "es_frame"])]
         area.append([1.0 - es.sum() / max(1, ed.sum())])
         frames = cache.video(video_id).astype(np.float32)
-        ys, xs = np.nonzero(ed)
-        box = frames[:, ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-        blurred = np.stack([cv2.GaussianBlur(frame, (0, 0), 1.5) for frame in box])
-        row: list[float] = []
-        for threshold in DARK_THRESHOLDS:
-            for source in (box, blurred):
-                row += _range_and_sd((source < threshold).mean(axis=(1, 2)))
-        row += _range_and_sd(box.mean(axis=(1, 2)))
-        pixels.append(row)
+        if shuffle:
+            frames = frames[np.random.default_rng(zlib.crc32(video_id.encode())).permutation(len(frames))]
+        order_free, speed = _darkness(frames, ed)
+        pixels.append(order_free)
+        speeds.append(speed)
         frame = frames[rng.integers(len(frames))]
         single.append(cv2.resize(frame, (8, 8), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0)
-    return {"area": np.array(area), "pixels": np.array(pixels), "single": np.array(single)}
+    return {"area": np.array(area), "pixels": np.array(pixels), "speed": np.array(speeds), "single": np.array(single)}
 
 
 def oracle_table(size: int) -> None:
@@ -133,16 +166,20 @@ def oracle_table(size: int) -> None:
             features.setdefault(name, {})[split] = values
         if split == "test":
             patients = table["patient_id"].to_numpy()
+            shuffled = oracle_features(dataset, cache, list(table["video_id"]), seed=1, shuffle=True)
+            for name, values in shuffled.items():
+                features[name]["shuffled"] = values
     title = (
         f"SynthEcho EF signal · {len(ef['test'])} test videos, {len(np.unique(patients))} patients, "
         f"{int(anomaly['test'].sum())} ef_anomaly positives · test [95% CI over patients]"
     )
     table = Table(title=title)
-    for column in ("readout", "ef R² (ridge)", "ef_anomaly AUROC (logistic)"):
+    for column in ("readout", "ef R² (ridge)", "ef_anomaly AUROC (logistic)", "ef R², test frames shuffled"):
         table.add_column(column)
     labels = {
         "area": "oracle: tracing area ratio",
-        "pixels": "oracle: pixels, LV-box darkness over the video",
+        "pixels": "oracle: pixels, LV-box darkness range/SD over the video (order-free)",
+        "speed": "pixels: LV-box darkness change between consecutive frames (reads order)",
         "single": "single random frame (8×8 pixels)",
     }
     for name, label in labels.items():

@@ -41,9 +41,9 @@ class ClipSpec:
     ``seconds`` samples by time instead of by frame stride: ``frames`` frames evenly over ``seconds`` of each
     video, using its own fps (Temporal MAE's "10 frames over one second"); ``stride`` is then unused.
     ``tasks`` names the task labels a method needs in its batches (``ClipBatch.labels``; supervised methods).
-    ``frame_control`` (evaluation clips only) is a temporal control: ``shuffle`` presents each clip's frames in a
-    fixed random order (what depends on frame order is lost; what the set of frames shows is kept), ``freeze``
-    repeats the clip's first frame (all motion is lost; what one frame shows is kept).
+    ``frame_control`` (test clips only: :data:`echobench.context.CONTROLLED_SPLIT`) is a temporal control:
+    ``shuffle`` presents each clip's frames in a fixed random order (frame order is lost; the set of frames is
+    kept), ``freeze`` repeats the clip's first frame (all motion is lost; what one frame shows is kept).
     """
 
     frames: int = 16

@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,26 @@ from echobench.errors import UserError
 T = TypeVar("T")
 
 SECTIONS = ("method", "pretrain", "protocol", "data")
+
+
+class _ScalarLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading floats as YAML 1.2 does: ``1e-3`` is a number, where YAML 1.1 makes it a string."""
+
+
+_ScalarLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_ScalarLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def read_scalar(raw: str) -> Any:
+    """A ``--set`` value: a YAML scalar or list (``0.75``, ``1e-3``, ``true``, ``[1, 2]``); empty text is ``""``."""
+    return yaml.load(raw, Loader=_ScalarLoader) if raw.strip() else ""  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -143,7 +164,7 @@ class RunSpec:
 
 
 def parse_set(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """Parse ``section.key=value`` strings; values are YAML scalars/lists (``0.75``, ``true``, ``[1, 2]``)."""
+    """Parse ``section.key=value`` strings; values are read by :func:`read_scalar`."""
     parsed: dict[str, dict[str, Any]] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
@@ -155,7 +176,7 @@ def parse_set(items: list[str] | None) -> dict[str, dict[str, Any]]:
             hint = did_you_mean(section, SECTIONS)
             raise UserError(f"unknown --set section {section!r} in {item!r}; use one of {', '.join(SECTIONS)}{hint}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = read_scalar(raw)
         except yaml.YAMLError as exc:
             raise UserError(f"malformed value in --set {item!r}: {exc.problem}") from None
         parsed.setdefault(section, {})[name] = value

@@ -27,6 +27,11 @@ from echobench.protocols.base import FeatureSet
 from echobench.protocols.readout import needs_tokens, readout
 
 SPLIT_NAMES = ("train", "val", "test")
+#: The dataset split whose clips a temporal control (:attr:`ClipSpec.frame_control`) alters. The readout is fitted
+#: and selected on intact clips and then tested on altered ones, so what it learnt from frame order is lost while
+#: features that ignore order are unchanged; refitting on altered clips would instead measure what the set of frames
+#: still carries.
+CONTROLLED_SPLIT = "test"
 
 
 @dataclass
@@ -73,14 +78,18 @@ class ProtocolContext:
         return rows, targets[valid]
 
     def encode(self, split: str, *, with_tokens: bool = False, spec: ClipSpec | None = None) -> EncodedSplit:
-        """Frozen embeddings of a *dataset* split's evaluation clips (embedding cache first)."""
+        """Frozen embeddings of a *dataset* split's evaluation clips (embedding cache first); a temporal control
+        alters the clips of :data:`CONTROLLED_SPLIT` only."""
+        spec = spec or self.eval_spec
+        if split != CONTROLLED_SPLIT and spec.frame_control != "none":
+            spec = dataclasses.replace(spec, frame_control="none")
         return encode_split(
             self.pretrained.method,
             self.pretrained.checkpoint_hash,
             self.dataset,
             self.cache,
             split,
-            spec or self.eval_spec,
+            spec,
             self.norm,
             with_tokens=with_tokens,
         )

@@ -20,7 +20,7 @@ from echobench.atomic import atomic_path
 from echobench.checkpoint import read_meta
 from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_set, to_dict
 from echobench.console import console
-from echobench.context import ProtocolContext
+from echobench.context import CONTROLLED_SPLIT, ProtocolContext
 from echobench.data.base import VideoDataset
 from echobench.data.checks import RowChecks, check_rows, check_split_names
 from echobench.data.decode_cache import DecodeCache
@@ -173,8 +173,8 @@ def clips_setting(value: Any) -> dict[str, Any]:
     raise UserError(f"protocol.clips must be a positive integer or 'all', got {value!r}; e.g. --set protocol.clips=4")
 
 
-#: Temporal controls of the frozen protocols: ``--set protocol.shuffle_frames=true`` permutes each evaluation clip's
-#: frames, ``--set protocol.freeze_frames=true`` repeats its first frame.
+#: Temporal controls of the frozen protocols: ``--set protocol.shuffle_frames=true`` permutes each test clip's
+#: frames, ``--set protocol.freeze_frames=true`` repeats its first frame (the readout is fitted on intact clips).
 CONTROL_SETTINGS = {"shuffle_frames": "shuffle", "freeze_frames": "freeze"}
 
 
@@ -406,7 +406,7 @@ def execute(resolved: Resolved, *, force: bool = False) -> Outcome:
 
 def evaluation_identity(resolved: Resolved, dataset: VideoDataset, checkpoint: str) -> dict[str, Any]:
     """Everything an evaluation's number depends on; its hash names the result file."""
-    return {
+    identity = {
         "method": resolved.method_cls.name,
         "plugin_version": resolved.method_cls.version,
         "method_config": to_dict(resolved.method_config),
@@ -422,6 +422,9 @@ def evaluation_identity(resolved: Resolved, dataset: VideoDataset, checkpoint: s
         "task": resolved.task.name,
         "task_version": resolved.task.version,
     }
+    if resolved.eval_clips.get("frame_control", "none") != "none":
+        identity["controlled_split"] = CONTROLLED_SPLIT
+    return identity
 
 
 def pretrained_video_ids(pretrained: Pretrained, dataset: VideoDataset) -> set[str]:

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from echobench.atomic import write_text_atomic
-from echobench.config import SECTIONS, load_yaml
+from echobench.config import SECTIONS, load_yaml, read_scalar
 from echobench.console import console
 from echobench.errors import UserError
 from echobench.paths import echobench_home
@@ -430,7 +430,7 @@ def best_config_yaml(
     for item in [*request.sets, *(as_set(k, v) for k, v in params.items())]:
         key, _, raw = item.partition("=")
         section, _, field = key.strip().partition(".")
-        sections.setdefault(section, {})[field] = yaml.safe_load(raw) if raw.strip() else ""
+        sections.setdefault(section, {})[field] = read_scalar(raw)
     if request.dataset is not None:
         sections.setdefault("data", {}).setdefault("dataset", request.dataset)
     if request.data_root is not None:

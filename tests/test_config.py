@@ -17,6 +17,18 @@ def test_parse_set_types_and_sections():
     assert parse_set(["protocol.eval_clips.num_clips=4"]) == {"protocol": {"eval_clips.num_clips": 4}}
 
 
+def test_parse_set_reads_exponent_floats_as_numbers():
+    # YAML 1.1 reads "1e-3" as a string; a learning rate written so must still be a number.
+    parsed = parse_set(["protocol.lr=1e-3", "pretrain.lr=3E+2", "protocol.steps=12", "method.name=1e", "data.x=.5"])
+    assert parsed == {
+        "protocol": {"lr": 0.001, "steps": 12},
+        "pretrain": {"lr": 300.0},
+        "method": {"name": "1e"},
+        "data": {"x": 0.5},
+    }
+    assert isinstance(parsed["protocol"]["steps"], int)
+
+
 @pytest.mark.parametrize(
     "item, message",
     [

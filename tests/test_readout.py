@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -73,6 +75,26 @@ def test_frame_controls_are_refused_where_the_encoder_trains() -> None:
         resolve("random_init", "knn", sets=["protocol.shuffle_frames=3"])
     with pytest.raises(UserError, match="exclude each other"):
         resolve("random_init", "knn", sets=["protocol.shuffle_frames=true", "protocol.freeze_frames=true"])
+
+
+def test_a_frame_control_alters_only_the_test_clips(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The readout is fitted (train) and selected (val) on intact clips; only the clips it is scored on change.
+    import echobench.context as context_module
+    from echobench.api import ClipSpec
+
+    seen: dict[str, str] = {}
+
+    def record(method, checkpoint, dataset, cache, split, spec, norm, *, with_tokens):  # noqa: ANN001, ANN202
+        seen[split] = spec.frame_control
+
+    monkeypatch.setattr(context_module, "encode_split", record)
+    spec = ClipSpec(frames=4, stride=1, size=16, start="evenly", frame_control="shuffle")
+    pretrained = SimpleNamespace(method=None, checkpoint_hash="h")
+    ctx = context_module.ProtocolContext(pretrained, None, None, None, None, spec, (0.0, 1.0))  # type: ignore[arg-type]
+    for split in ("train", "val", "test"):
+        ctx.encode(split)
+    assert seen == {"train": "none", "val": "none", "test": "shuffle"}
+    assert context_module.CONTROLLED_SPLIT == "test"
 
 
 def test_mean_std_head_reads_the_same_motion_map_and_trains_where_nothing_moves() -> None:
