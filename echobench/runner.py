@@ -29,7 +29,7 @@ from echobench.errors import UserError
 from echobench.init_weights import load_init_weights
 from echobench.locks import exclusive
 from echobench.pretrain import Located, Pretrained, build_method, locate, normalisation, obtain, parse_filter
-from echobench.profiles import profile_overrides
+from echobench.profiles import family_overrides, profile_overrides
 from echobench.protocols import Family, check_task, get_family
 from echobench.protocols.base import ProtocolResult
 from echobench.protocols.repeat import repeat_over_seeds
@@ -128,7 +128,7 @@ def resolve(
     # The method's own demands (Temporal MAE's oracle clips) win over the protocol's and the user's clip settings.
     imposed = method_cls.eval_clip_settings(method_config)
     eval_clips = {**spec.settings.get("eval_clips", {}), **clip_overrides, **imposed}
-    config_values = {**spec.settings.get("config", {})}
+    config_values = {**spec.settings.get("config", {}), **family_overrides(profile, spec.family)}
     config_values.update(
         {k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.") and k not in CONTROL_SETTINGS}
     )

@@ -57,3 +57,13 @@ def test_wrong_type_is_one_line_and_exit_2_before_any_work(monkeypatch, capsys, 
     assert exited.value.code == 2
     assert len(err.splitlines()) == 1 and setting.split("=")[0] in err and "Traceback" not in err
     assert not isolated_home.exists() or not any(isolated_home.iterdir())
+
+
+def test_quick_profile_sets_the_fine_tuning_recipe_between_the_protocol_and_set() -> None:
+    quick = resolve("random_init", "finetune-full").protocol_config
+    assert (quick.lr, quick.layer_decay, quick.head_lr_scale) == (1e-3, 1.0, 10.0)
+    paper = resolve("random_init", "finetune-full", profile="paper").protocol_config
+    assert (paper.lr, paper.layer_decay) == (1e-4, 0.75)
+    chosen = resolve("random_init", "finetune-partial", sets=["protocol.lr=3e-4"]).protocol_config
+    assert (chosen.lr, chosen.layer_decay, chosen.unfreeze) == (3e-4, 1.0, 3)
+    assert resolve("random_init", "knn").protocol_config == resolve("random_init", "knn", profile="paper").protocol_config
