@@ -19,14 +19,16 @@ test **patients**. Tables:
    ``protocol.shuffle_frames`` does in the harness): order-free features keep their R², order-reading ones lose it.
    This checks the control itself.
 2. ``--readouts``: validation evidence for the frozen protocols' default ``protocol.pool`` — every method's linear
-   ``ef`` validation R² and kNN ``ef_anomaly`` validation AUROC for each readout (``encoder``, ``mean``,
+   ``ef`` validation R² and kNN ``ef_anomaly`` validation AUROC for each readout (``encoder``, ``mean``, ``motion``,
    ``mean_std``) — and for the kNN's ``feature_transform``, so defaults are chosen on validation across methods,
    never on test.
 3. Methods through the harness with the run's settings (default readout unless ``--set protocol.pool=...``): kNN
    ``ef_anomaly`` AUROC and balanced accuracy, linear ``ef`` R², and the same linear probe scored on test clips with
    shuffled frames (``protocol.shuffle_frames=true``: what the features took from frame order is lost) and on frozen
    test clips (``protocol.freeze_frames=true``: a method that reads motion loses its R²). ``--pretrain-seeds``
-   pretrains each method once per seed (``pretrain.seed``).
+   pretrains each method once per seed (``pretrain.seed``). When ``random_init`` is among the methods, every other
+   method's kNN AUROC and linear R² are also given as differences from random init of the same seed, with paired
+   bootstrap intervals over the same patient resamples (``echobench compare``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -42,12 +45,14 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
+from echobench.compare import compare_results
 from echobench.console import console
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.synthecho import SynthEchoDataset
 from echobench.data.tasks import get_task
 from echobench.stats import unit_counts
 
+BASELINE = "random_init"
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
 DARK_THRESHOLDS = (30, 40, 60, 80)
 
@@ -187,10 +192,20 @@ def oracle_table(size: int) -> None:
     console.print(table)
 
 
-def _result(method: str, protocol: str, sets: list[str], profile: str):  # noqa: ANN202 - a ProtocolResult
+def _outcome(method: str, protocol: str, sets: list[str], profile: str):  # noqa: ANN202 - a runner.Outcome
     from echobench.runner import execute, resolve
 
-    return execute(resolve(method, protocol, sets=sets, profile=profile)).result
+    return execute(resolve(method, protocol, sets=sets, profile=profile))
+
+
+def _result(method: str, protocol: str, sets: list[str], profile: str):  # noqa: ANN202 - a ProtocolResult
+    return _outcome(method, protocol, sets, profile).result
+
+
+def _difference(path: Path, baseline: Path, metric: str) -> str:
+    """metric(method) − metric(baseline) on the same test videos, 95 % paired bootstrap interval over patients."""
+    paired = compare_results(path, baseline, metric)
+    return f"{paired['difference']:+.3f} [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}]"
 
 
 def _cell(result, metric: str) -> str:  # noqa: ANN001 - a ProtocolResult
@@ -200,7 +215,7 @@ def _cell(result, metric: str) -> str:  # noqa: ANN001 - a ProtocolResult
 def readout_table(methods: list[str], sets: list[str], profile: str) -> None:
     table = Table(title="validation evidence for protocol.pool (linear ef val R² · kNN ef_anomaly val AUROC)")
     table.add_column("method")
-    pools = ("encoder", "mean", "mean_std")
+    pools = ("encoder", "mean", "motion", "mean_std")
     for pool in pools:
         table.add_column(pool)
     for method in methods:
@@ -227,25 +242,37 @@ def readout_table(methods: list[str], sets: list[str], profile: str) -> None:
 
 
 def methods_table(methods: list[str], seeds: list[int], sets: list[str], profile: str) -> None:
+    """Each method × pretraining seed; beside it, its difference from random init of the same seed with a paired
+    interval (both on the same patient resamples, as ``echobench compare``), which separate intervals understate."""
     table = Table(title="methods through the harness · test [95% CI over patients]")
     columns = ("method", "pretrain seed", "knn ef_anomaly AUROC", "knn bal. acc.", "linear ef R²", "shuffled R²")
-    for column in (*columns, "frozen-frame R²"):
+    for column in (*columns, "frozen-frame R²", f"Δ AUROC vs {BASELINE}", f"Δ R² vs {BASELINE}"):
         table.add_column(column)
-    for method in methods:
+    baseline: dict[int, tuple[Path, Path]] = {}
+    for method in sorted(methods, key=lambda name: name != BASELINE):
         for seed in seeds:
             run = [*sets, f"pretrain.seed={seed}"]
-            knn = _result(method, "knn", run, profile)
-            linear = _result(method, "linear", run, profile)
+            knn = _outcome(method, "knn", run, profile)
+            linear = _outcome(method, "linear", run, profile)
             shuffled = _result(method, "linear", [*run, "protocol.shuffle_frames=true"], profile)
             frozen = _result(method, "linear", [*run, "protocol.freeze_frames=true"], profile)
+            if method == BASELINE:
+                baseline[seed] = (knn.result_path, linear.result_path)
+            differences = ["—", "—"]
+            if method != BASELINE and seed in baseline:
+                differences = [
+                    _difference(knn.result_path, baseline[seed][0], "auroc"),
+                    _difference(linear.result_path, baseline[seed][1], "r2"),
+                ]
             table.add_row(
                 method,
                 str(seed),
-                _cell(knn, "auroc"),
-                _cell(knn, "balanced_accuracy"),
-                _cell(linear, "r2"),
+                _cell(knn.result, "auroc"),
+                _cell(knn.result, "balanced_accuracy"),
+                _cell(linear.result, "r2"),
                 _cell(shuffled, "r2"),
                 _cell(frozen, "r2"),
+                *differences,
             )
     console.print(table)
 

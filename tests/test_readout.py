@@ -37,6 +37,7 @@ def test_mean_std_concatenates_unit_mean_and_unit_motion_map() -> None:
     assert out.dtype == np.float32
     np.testing.assert_array_equal(readout("encoder", pooled, None), pooled)
     np.testing.assert_allclose(readout("mean", pooled, _tokens()), [[2.0, 1.5]])
+    np.testing.assert_allclose(readout("motion", pooled, _tokens()), [motion], rtol=1e-6)
     with pytest.raises(ValueError, match="token grid"):
         readout("mean", pooled, None)
 

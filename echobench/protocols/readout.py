@@ -4,6 +4,7 @@ Identical for every method, so a method is never favoured by how its features ar
 
 - ``encoder``: the plugin's own pooled vector (its CLS token, or the token mean, as the plugin defines it);
 - ``mean``: the mean of the token grid ``(T', H', W', D)`` over space and time;
+- ``motion``: the motion map alone (below), scaled to unit L2 norm: what moves, without what the image looks like;
 - ``mean_std``: that mean, concatenated with the motion map: at every token location, the standard deviation of
   its token over ``T'`` averaged over channels (``H' × W'`` numbers). A mean over time discards motion; the map
   keeps how much, and where, the image changes over the clip (the cavity over the cardiac cycle). Each half is
@@ -14,6 +15,9 @@ Identical for every method, so a method is never favoured by how its features ar
 ``mean_std`` for random init, VideoMAE and DISCOVER alike (``benchmarks/synthecho_signal.py --readouts``). A
 channel-wise temporal SD (``D`` numbers, no map) was tried first and reached only 0.15–0.38 on the earlier
 400-video SynthEcho: where the image changes matters, not only how much.
+On that task the motion map alone scores higher on kNN validation for random init and DISCOVER and the same for
+VideoMAE, but ``mean_std`` stays the default: a readout without the image's appearance would fail tasks that need it
+(views, structure), and a default serves every task. ``motion`` is there to measure with.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import numpy as np
 
 from echobench.errors import UserError
 
-Pool = Literal["encoder", "mean", "mean_std"]
-POOLS: tuple[str, ...] = ("encoder", "mean", "mean_std")
+Pool = Literal["encoder", "mean", "motion", "mean_std"]
+POOLS: tuple[str, ...] = ("encoder", "mean", "motion", "mean_std")
 
 
 def check_pool(protocol: str, pool: object) -> None:
@@ -66,6 +70,8 @@ def readout(pool: str, pooled: np.ndarray, tokens: np.ndarray | None) -> np.ndar
     grid = np.asarray(tokens, dtype=np.float64)
     if pool == "mean":
         return grid_mean(grid).astype(np.float32)
+    if pool == "motion":
+        return _unit(motion_map(grid)).astype(np.float32)
     if pool == "mean_std":
         return np.concatenate([_unit(grid_mean(grid)), _unit(motion_map(grid))], axis=1).astype(np.float32)
     raise ValueError(f"unknown readout {pool!r}; use one of {', '.join(POOLS)}")
