@@ -26,6 +26,7 @@ QUICK_DISCOVER = {
     "scd_prototypes": 500,
     "sinkhorn_iters": 3,
     "decoder_depth": 2,
+    "freeze_last_layer_epochs": 0,
 }
 HARNESS_QUICK = {"model": "vit_tiny", "frames": 16, "stride": 4, "size": 64, "patch": 8, "tubelet": 4}
 
@@ -58,6 +59,7 @@ def test_paper_profile_keeps_the_paper_values() -> None:
         "scd_prototypes": 3000,
         "sinkhorn_iters": 10,
         "decoder_depth": 4,
+        "freeze_last_layer_epochs": 1,
     }
     assert fields(config, paper) == paper
     assert dataclasses.replace(config, **VALIDATE_TINY) == dataclasses.replace(DiscoverConfig(), **VALIDATE_TINY)
