@@ -19,8 +19,8 @@ SMALL = {**VALIDATE_TINY, "head_out_dim": 32, "head_hidden_dim": 32, "head_bottl
 # Cheap geometry for resolving the paper profile: resolve_pretraining builds the method once to check its config.
 TINY_SETS = [f"method.{key}={value}" for key, value in VALIDATE_TINY.items()]
 QUICK_DISCOVER = {
-    "video_views": 2,
-    "image_views": 2,
+    "video_views": 1,
+    "image_views": 1,
     "image_frames": 1,
     "scd_frames_per_tubelet": 1,
     "scd_prototypes": 500,
@@ -46,7 +46,7 @@ def test_set_wins_over_the_plugin_quick_overrides() -> None:
     sets = ["method.video_views=3", "method.image_frames=null", "method.sinkhorn_iters=10"]
     _, config, _, _, _ = resolve_pretraining("discover", sets, "quick")
     assert (config.video_views, config.image_frames, config.sinkhorn_iters) == (3, None, 10)
-    assert (config.image_views, config.scd_prototypes, config.decoder_depth) == (2, 500, 2)
+    assert (config.image_views, config.scd_prototypes, config.decoder_depth) == (1, 500, 2)
 
 
 def test_paper_profile_keeps_the_paper_values() -> None:
