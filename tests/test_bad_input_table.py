@@ -74,7 +74,10 @@ BAD_INPUT: list[tuple[list[str], str]] = [
     (["data", "synth", "--frames", "1"], "--frames must be a whole number >= 2, got 1"),
     (["data", "synth", "--videos", "2"], "--videos 2 gives no TRAIN/TEST video (SynthEcho splits by patient"),
     ([*RUN, *_set("protocol.shuffle_frames=maybe")], "protocol.shuffle_frames must be true or false, got 'maybe'"),
-    ([*RUN, *_set("protocol.pool=cls")], "protocol.pool must be one of 'encoder', 'mean', 'motion', 'mean_std', got 'cls'"),
+    (
+        [*RUN, *_set("protocol.pool=cls")],
+        "protocol.pool must be one of 'encoder', 'mean', 'motion', 'mean_std', got 'cls'",
+    ),
     (["data", "prepare", "--dataset", "echonet-dynamic", "--data-root", "/x", "--size", "0"], "--size (0)"),
     (["data", "verify", "--dataset", "echonet-dynamc", "--data-root", "/x"], "unknown dataset 'echonet-dynamc'"),
 ]

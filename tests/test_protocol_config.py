@@ -66,4 +66,5 @@ def test_quick_profile_sets_the_fine_tuning_recipe_between_the_protocol_and_set(
     assert (paper.lr, paper.layer_decay) == (1e-4, 0.75)
     chosen = resolve("random_init", "finetune-partial", sets=["protocol.lr=3e-4"]).protocol_config
     assert (chosen.lr, chosen.layer_decay, chosen.unfreeze) == (3e-4, 1.0, 3)
-    assert resolve("random_init", "knn").protocol_config == resolve("random_init", "knn", profile="paper").protocol_config
+    paper_knn = resolve("random_init", "knn", profile="paper").protocol_config
+    assert resolve("random_init", "knn").protocol_config == paper_knn
