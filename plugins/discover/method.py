@@ -77,8 +77,8 @@ class DiscoverConfig(MethodConfig):
     - ``video_views`` 1 and ``image_views`` 1 (M = N = 1 masked view instead of 4). Going from 2 views to 1 made
       100 quick steps take 88 s instead of 105 s and left validation where it was, over pretraining seeds 0–2:
       kNN ``ef_anomaly`` AUROC 0.791 / 0.783 / 0.717 against 0.798 / 0.776 / 0.717, linear ``ef`` R²
-      0.584 / 0.598 / 0.591 against 0.562 / 0.592 / 0.592. With 2 views the cold ``echobench run`` took 202 s on a slow day of the 2-core machine;
-      its budget is 180 s;
+      0.584 / 0.598 / 0.591 against 0.562 / 0.592 / 0.592. With 2 views the cold ``echobench run`` took 202 s on
+      a slow day of the 2-core machine; its budget is 180 s;
     - ``image_frames`` 1: one frame per clip for the image self-distillation loss;
     - ``scd_frames_per_tubelet`` 1: the SCD target of a video token is the image teacher's feature of one random
       frame of its tubelet, so the image teacher encodes 4 frames per clip instead of 16;
