@@ -24,7 +24,8 @@ SECTIONS = ("method", "pretrain", "protocol", "data")
 
 
 class _ScalarLoader(yaml.SafeLoader):
-    """PyYAML's safe loader reading floats as YAML 1.2 does: ``1e-3`` is a number, where YAML 1.1 makes it a string."""
+    """PyYAML's safe loader reading floats as YAML 1.2 does: ``1e-3`` is a number, where YAML 1.1 makes it a string.
+    Used for ``--set`` values and config files alike, so a value reads the same in both."""
 
 
 _ScalarLoader.yaml_implicit_resolvers = {
@@ -268,7 +269,7 @@ def stable_hash(*parts: Any, length: int = 16) -> str:
 
 def load_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = yaml.load(Path(path).read_text(), Loader=_ScalarLoader)  # noqa: S506 - a SafeLoader subclass
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
     except yaml.YAMLError as exc:

@@ -130,3 +130,11 @@ def test_range_mechanism_works_for_any_dataclass():
         check_ranges(_Ranged(ratio=0.0), where="protocol")
     with pytest.raises(ValueError):
         ranged(1, ge=0, gt=0)
+
+
+def test_config_files_read_exponent_floats_as_numbers(tmp_path) -> None:
+    from echobench.config import load_yaml
+
+    path = tmp_path / "run.yaml"
+    path.write_text("protocol:\n  lr: 1e-3\n  steps: 12\n  name: 1e\n")
+    assert load_yaml(path) == {"protocol": {"lr": 0.001, "steps": 12, "name": "1e"}}
