@@ -27,10 +27,11 @@ from echobench.leaderboard import REPRODUCED, Built, Row, Table, cell, ci_cell, 
 TOP_PLOTTED = 10
 LEGEND = (
     "Values are mean ± SD over seeds (every seed of every result file of one configuration). "
-    "95 % CI: Student-t interval over seeds when there are several (seeds), else the per-video bootstrap interval "
-    "of the single run (bootstrap). Rank ≈N: the paired bootstrap CI of the difference to the leader on the "
-    "primary metric covers 0 (statistically tied with the leader), computed on the per-video predictions of the "
-    "first result file of each row (its first seed). Rows marked reported are numbers printed in "
+    "95 % CI: Student-t interval over seeds when there are several (seeds), else the single run's bootstrap "
+    "interval, over patients (over videos where a dataset has no patient ids) (bootstrap). Rank ≈N: the paired "
+    "bootstrap CI of the difference to the leader on the primary metric covers 0 (statistically tied with the "
+    "leader), computed on the per-video predictions of the first result file of each row (its first seed), "
+    "resampling patients where they carry patient ids. Rows marked reported are numbers printed in "
     "papers (not reproduced here; different data splits and models): they are not ranked unless the board is "
     "built with --with-published. Rows flagged 'pretrained on evaluated videos' used a checkpoint whose "
     "pretraining saw the test videos."

@@ -154,9 +154,29 @@ def bootstrap_ci(
     patients, numbered in first-seen order, each bringing all of its videos. A metric that is NaN in a resample
     is left out of that resample; a metric NaN in every resample gets ``(nan, nan)``.
     """
-    arrays = tuple(np.asarray(a) for a in arrays)
-    n = len(arrays[0])
-    if any(len(a) != n for a in arrays):
+    return bootstrap_ci_of_mean(metric_fn, [arrays], n_resamples, seed, level, groups)
+
+
+def bootstrap_ci_of_mean(
+    metric_fn: MetricFn,
+    runs: Sequence[tuple[np.ndarray, ...]],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    groups: Sequence[str] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of the mean over ``runs`` of ``metric_fn(*run)`` (e.g. a protocol repeated
+    with several training seeds on the same test videos).
+
+    Every run holds one entry per video of the same videos, and every run is scored on the same resample, so the
+    interval is that of the reported mean, not of any one run. Resampling as :func:`bootstrap_ci`; a resample
+    where some run's metric is NaN is left out for that metric.
+    """
+    runs = [tuple(np.asarray(a) for a in arrays) for arrays in runs]
+    if not runs:
+        raise ValueError("bootstrap_ci_of_mean needs at least one run")
+    n = len(runs[0][0])
+    if any(len(a) != n for arrays in runs for a in arrays):
         raise ValueError("bootstrap_ci: all arrays must have one entry per video")
     if n == 0 or n_resamples < 1:
         raise ValueError("bootstrap_ci needs at least one video and one resample")
@@ -164,18 +184,29 @@ def bootstrap_ci(
         raise ValueError(f"bootstrap_ci: level must be in (0, 1), got {level}")
     unit = unit_of_video(groups, n)
     indices = draw_units(int(unit.max()) + 1, n_resamples, seed)
-    batched = _BATCHED.get(metric_fn)
-    if batched is not None:
-        values = batched(unit_counts(indices, groups, n), *arrays)
-    else:
-        takes: Any = indices
-        if groups is not None:
-            members = [np.flatnonzero(unit == u) for u in range(indices.shape[1])]
-            takes = (np.concatenate([members[u] for u in idx]) for idx in indices)
-        rows = [metric_fn(*(a[take] for a in arrays)) for take in takes]
-        values = {name: np.array([row[name] for row in rows], dtype=np.float64) for name in rows[0]}
+    per_run = [_resampled_metrics(metric_fn, arrays, indices, unit, groups) for arrays in runs]
+    values = {name: np.mean([run[name] for run in per_run], axis=0) for name in per_run[0]}
     tail = 100.0 * (1.0 - level) / 2.0
     return {name: _percentile_interval(v, tail) for name, v in values.items()}
+
+
+def _resampled_metrics(
+    metric_fn: MetricFn,
+    arrays: tuple[np.ndarray, ...],
+    indices: np.ndarray,
+    unit: np.ndarray,
+    groups: Sequence[str] | None,
+) -> dict[str, np.ndarray]:
+    """``{metric: (R,)}`` of ``metric_fn`` on each resample that ``indices`` ``(R, U)`` draws."""
+    batched = _BATCHED.get(metric_fn)
+    if batched is not None:
+        return batched(unit_counts(indices, groups, len(arrays[0])), *arrays)
+    takes: Any = indices
+    if groups is not None:
+        members = [np.flatnonzero(unit == u) for u in range(indices.shape[1])]
+        takes = (np.concatenate([members[u] for u in idx]) for idx in indices)
+    rows = [metric_fn(*(a[take] for a in arrays)) for take in takes]
+    return {name: np.array([row[name] for row in rows], dtype=np.float64) for name in rows[0]}
 
 
 def unit_of_video(groups: Sequence[str] | None, n: int) -> np.ndarray:

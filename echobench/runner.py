@@ -473,7 +473,8 @@ def _tags(resolved: Resolved) -> dict[str, str]:
 def run_family(resolved: Resolved, context: ProtocolContext) -> ProtocolResult:
     """The protocol, repeated over ``resolved.seeds`` seeds when its result depends on one."""
     family, config = resolved.family, resolved.protocol_config
-    if resolved.seeds == 1 or not family.trains:
+    # A closed-form probe (ridge, L-BFGS logistic) reaches the same optimum from any seed.
+    if resolved.seeds == 1 or not family.trains or getattr(config, "closed_form", False):
         if resolved.seeds > 1:
             console.print(f"note: protocol {resolved.protocol.name} is deterministic; --seeds has no effect")
         return family.run(context)
@@ -481,7 +482,16 @@ def run_family(resolved: Resolved, context: ProtocolContext) -> ProtocolResult:
     return repeat_over_seeds(
         lambda seed: family.run(context.with_config(dataclasses.replace(config, seed=seed), seed=seed)),
         [first + i for i in range(resolved.seeds)],
+        resamples=_ci_resamples(config),
     )
+
+
+def _ci_resamples(config: Any) -> int:
+    """The protocol's bootstrap resamples (a wrapper's are its inner protocol's)."""
+    if hasattr(config, "ci_resamples"):
+        return int(config.ci_resamples)
+    resolve = getattr(config, "resolve", None)
+    return _ci_resamples(resolve()[1]) if resolve is not None else 0
 
 
 def _frozen_encoder(family: Family, config: Any) -> bool:

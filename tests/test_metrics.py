@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics, resampling_unit
+from echobench.metrics import (
+    bootstrap_ci,
+    bootstrap_ci_of_mean,
+    classification_metrics,
+    regression_metrics,
+    resampling_unit,
+)
 
 
 def _binary_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -116,6 +122,29 @@ def test_interval_contains_point_and_shrinks_with_four_times_the_videos() -> Non
     for name, wide in widths[200].items():
         # Width scales as 1/sqrt(n): about half with 4x the videos.
         assert widths[800][name] < 0.75 * wide, name
+
+
+def test_interval_of_a_mean_over_runs_scores_every_run_on_the_same_patient_resample() -> None:
+    # Three runs' AUROC on 6 videos of 3 patients; each resample draws patients, and a drawn patient brings both
+    # of its videos. The interval is the percentile of the per-resample mean of the three runs' AUROC.
+    y = np.array([0, 1, 0, 1, 1, 0])
+    patients = ["p", "p", "q", "q", "r", "r"]
+    scores = [np.array([0.1, 0.9, 0.2, 0.8, 0.7, 0.3]), np.array([0.6, 0.4, 0.2, 0.8, 0.5, 0.55]), np.full(6, 0.5)]
+    runs = [(y, (s > 0.5).astype(int), s) for s in scores]
+    ci = bootstrap_ci_of_mean(classification_metrics, runs, n_resamples=30, seed=2, groups=patients)
+    draws = np.random.default_rng(2).integers(0, 3, size=(30, 3))
+    members = {0: [0, 1], 1: [2, 3], 2: [4, 5]}
+    means = []
+    for draw in draws:
+        take = np.concatenate([members[u] for u in draw])
+        if len(set(y[take])) < 2:
+            continue
+        means.append(np.mean([skm.roc_auc_score(y[take], s[take]) for s in scores]))
+    assert ci["auroc"] == pytest.approx(tuple(np.percentile(means, [2.5, 97.5])), abs=1e-12)
+    alone = bootstrap_ci(classification_metrics, runs[0], n_resamples=30, seed=2, groups=patients)
+    assert bootstrap_ci_of_mean(classification_metrics, runs[:1], 30, 2, groups=patients) == alone
+    with pytest.raises(ValueError, match="one entry per video"):
+        bootstrap_ci_of_mean(regression_metrics, [(y, y), (y[:5], y[:5])])
 
 
 def test_bootstrap_is_seeded() -> None:

@@ -102,6 +102,8 @@ def test_seeds_repeat_training_dependent_protocols(monkeypatch, capsys, synth_ro
         "random_init",
         "--seeds",
         "2",
+        "--set",
+        "protocol.solver=sgd",
         *SETTINGS["linear"],
         protocol="linear",
         settings=MODEL,
@@ -110,6 +112,26 @@ def test_seeds_repeat_training_dependent_protocols(monkeypatch, capsys, synth_ro
     assert len(summary["per_seed"]["mae"]) == 2
     assert summary["metrics"]["mae"] == pytest.approx(sum(summary["per_seed"]["mae"]) / 2)
     assert [row["seed"] for row in summary["summary"]] == [0, 1]
+    # The interval is that of the two seeds' mean, so it brackets the mean rather than the first seed alone.
+    low, high = summary["ci95"]["mae"]
+    assert low <= summary["metrics"]["mae"] <= high
+
+
+def test_seeds_do_not_repeat_a_closed_form_probe(monkeypatch, capsys, synth_root) -> None:
+    summary = run_json(
+        monkeypatch,
+        capsys,
+        synth_root,
+        "random_init",
+        "--seeds",
+        "2",
+        *SETTINGS["linear"],
+        protocol="linear",
+        settings=MODEL,
+    )
+    # Ridge reaches the same optimum from every seed: one fit, no per-seed rows that would only repeat it.
+    assert not summary.get("per_seed")
+    assert summary["chosen"]["solver"] == "closed_form" and "solver@seed=1" not in summary["chosen"]
 
 
 def test_test_time_clip_aggregation_setting(monkeypatch, capsys, synth_root, isolated_home) -> None:

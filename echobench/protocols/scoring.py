@@ -10,7 +10,13 @@ import pandas as pd
 import torch
 
 from echobench.data.tasks import Task
-from echobench.metrics import bootstrap_ci, classification_metrics, regression_metrics, resampling_unit
+from echobench.metrics import (
+    bootstrap_ci,
+    bootstrap_ci_of_mean,
+    classification_metrics,
+    regression_metrics,
+    resampling_unit,
+)
 from echobench.protocols.base import FeatureSet
 
 Aggregate = Literal["mean", "any"]
@@ -106,6 +112,30 @@ def intervals(
     if score is None:
         return bootstrap_ci(regression_metrics, (targets, pred), n_resamples=resamples, seed=seed, groups=groups)
     return bootstrap_ci(classification_metrics, (targets, pred, score), n_resamples=resamples, seed=seed, groups=groups)
+
+
+def intervals_of_mean(
+    frames: Sequence[pd.DataFrame], resamples: int, seed: int
+) -> dict[str, tuple[float, float]] | None:
+    """Bootstrap intervals of the mean test metrics of repeats whose :func:`predictions_frame` tables are
+    ``frames`` (one per repeat, the same test videos), resampled as the repeats' own intervals (over patients when
+    the tables carry ``patient_id``). None when the tables are not scalar per-video predictions of the same videos
+    (e.g. segmentation overlaps), which this cannot average.
+    """
+    first = frames[0]
+    if resamples == 0 or not {"target", "prediction"} <= set(first.columns):
+        return None
+    if any(list(f["video_id"]) != list(first["video_id"]) for f in frames[1:]):
+        return None
+    if not all(pd.api.types.is_numeric_dtype(f["prediction"]) for f in frames):
+        return None
+    groups = list(first["patient_id"]) if "patient_id" in first.columns else None
+    targets = first["target"].to_numpy()
+    if "score" in first.columns:
+        runs = [(targets, f["prediction"].to_numpy(), f["score"].to_numpy()) for f in frames]
+        return bootstrap_ci_of_mean(classification_metrics, runs, resamples, seed, groups=groups)
+    runs = [(targets, f["prediction"].to_numpy()) for f in frames]
+    return bootstrap_ci_of_mean(regression_metrics, runs, resamples, seed, groups=groups)
 
 
 def interval_unit(ci: Mapping[str, tuple[float, float]], groups: Sequence[str] | None, n_videos: int) -> dict[str, Any]:
