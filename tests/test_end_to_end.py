@@ -111,7 +111,8 @@ def test_two_cold_runs_give_identical_metrics(monkeypatch, capsys, synth_root, t
 def test_linear_probe_reuses_the_embedding_cache(monkeypatch, capsys, synth_root, isolated_home):
     knn = run_json(monkeypatch, capsys, synth_root, "random_init", "--task", "ef")
     cached = sorted((isolated_home / "embeddings").rglob("*.safetensors"))
-    argv_extra = ["--set", "protocol.epochs=5"]
+    # The same clips as the kNN's (linear's default is 4 per video), so every split is already encoded.
+    argv_extra = ["--set", "protocol.epochs=5", "--set", "protocol.clips=1"]
     monkeypatch.setattr("echobench.embed.EvalClipDataset", None)  # any fresh encode would now fail
     probe = run_json(monkeypatch, capsys, synth_root, "random_init", *argv_extra, protocol="linear", settings=TINY[:-2])
     assert probe["protocol"] == "linear" and probe["task"] == "ef"
