@@ -104,7 +104,11 @@ def run(
     )
     outcome = execute(resolved, force=force)
     summary = outcome.summary()
-    console.print(_summary_table(summary) if summary["summary"] else _metrics_table(summary))
+    if summary["summary"]:
+        console.print(_summary_table(summary))
+    if not summary["summary"] or summary.get("per_seed") and summary.get("seeds", 1) > 1:
+        # Repeated seeds: the mean beside the per-seed rows, with the interval of that mean.
+        console.print(_metrics_table(summary))
     if summary["evaluated_on_pretraining_videos"]:
         overlap = summary["pretraining_overlap"]["test"]
         console.print(
@@ -474,6 +478,8 @@ def compare(
 
 def _metrics_table(summary: dict[str, Any]) -> Table:
     title = f"{summary['method']} · {summary['protocol']} · {summary['task']} · {summary['dataset']}"
+    if summary.get("per_seed") and summary.get("seeds", 1) > 1:
+        title += f" · mean of {summary['seeds']} seeds (val: first seed)"
     table = Table(title=title)
     for column in ("metric", "test", "95% CI", "val"):
         table.add_column(column, justify="right" if column != "metric" else "left")

@@ -94,20 +94,23 @@ def test_every_protocol_runs_end_to_end(monkeypatch, capsys, synth_root, shared_
     assert len(encodings) <= 3 * 4
 
 
-def test_seeds_repeat_training_dependent_protocols(monkeypatch, capsys, synth_root) -> None:
-    summary = run_json(
+def _linear_with_two_seeds(monkeypatch, capsys, synth_root, *extra: str) -> dict:
+    return run_json(
         monkeypatch,
         capsys,
         synth_root,
         "random_init",
         "--seeds",
         "2",
-        "--set",
-        "protocol.solver=sgd",
+        *extra,
         *SETTINGS["linear"],
         protocol="linear",
         settings=MODEL,
     )
+
+
+def test_seeds_repeat_training_dependent_protocols(monkeypatch, capsys, synth_root) -> None:
+    summary = _linear_with_two_seeds(monkeypatch, capsys, synth_root, "--set", "protocol.solver=sgd")
     assert summary["seeds"] == 2
     assert len(summary["per_seed"]["mae"]) == 2
     assert summary["metrics"]["mae"] == pytest.approx(sum(summary["per_seed"]["mae"]) / 2)
@@ -118,17 +121,7 @@ def test_seeds_repeat_training_dependent_protocols(monkeypatch, capsys, synth_ro
 
 
 def test_seeds_do_not_repeat_a_closed_form_probe(monkeypatch, capsys, synth_root) -> None:
-    summary = run_json(
-        monkeypatch,
-        capsys,
-        synth_root,
-        "random_init",
-        "--seeds",
-        "2",
-        *SETTINGS["linear"],
-        protocol="linear",
-        settings=MODEL,
-    )
+    summary = _linear_with_two_seeds(monkeypatch, capsys, synth_root)
     # Ridge reaches the same optimum from every seed: one fit, no per-seed rows that would only repeat it.
     assert not summary.get("per_seed")
     assert summary["chosen"]["solver"] == "closed_form" and "solver@seed=1" not in summary["chosen"]
