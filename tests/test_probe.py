@@ -277,10 +277,11 @@ def test_primary_metric_of_all_heads_matches_regression_metrics(metric: str) -> 
     np.testing.assert_allclose(primary_metric(task, y, pred, None), expected)
 
 
-@pytest.mark.parametrize("name", ["linear", "mlp"])
-def test_yaml_specs_load_into_the_config(name: str) -> None:
+@pytest.mark.parametrize(("name", "version", "clips"), [("linear", 3, 4), ("mlp", 2, 1)])
+def test_yaml_specs_load_into_the_config(name: str, version: int, clips: int) -> None:
     spec = yaml.safe_load((SPECS / f"{name}.yaml").read_text())
-    assert (spec["name"], spec["version"], spec["family"], spec["task"]) == (name, 2, "probe", "ef")
+    assert (spec["name"], spec["version"], spec["family"], spec["task"]) == (name, version, "probe", "ef")
+    assert spec["eval_clips"] == {"start": "evenly", "num_clips": clips}
     cfg = ProbeConfig.from_dict(spec["config"])
     assert cfg == ProbeConfig(head=name)
 
