@@ -492,10 +492,10 @@ def mark_ties(table: Table, ranked: list[Row]) -> None:
         if outcome is None:
             row.versus_leader = "n/a (no paired predictions)"
             continue
-        diff, low, high, n = outcome
+        diff, low, high, units = outcome
         row.tied = bool(low <= 0.0 <= high)
         verdict = "tied with leader" if row.tied else "differs from leader"
-        row.versus_leader = f"{verdict}: Δ {diff:+.4f} [{low:+.4f}, {high:+.4f}], n={n}"
+        row.versus_leader = f"{verdict}: Δ {diff:+.4f} [{low:+.4f}, {high:+.4f}] over {units}"
 
 
 def _first_predictions(row: Row) -> pd.DataFrame | None:
@@ -541,9 +541,10 @@ def per_video(frame: pd.DataFrame) -> pd.DataFrame:
 
 def paired_difference(
     a: pd.DataFrame, b: pd.DataFrame, task: TaskSpec, row_first: bool = False, resamples: int = TIE_RESAMPLES
-) -> tuple[float, float, float, int] | None:
+) -> tuple[float, float, float, str] | None:
     """``metric(b) − metric(a)`` if ``row_first`` else ``metric(a) − metric(b)`` on the videos both predicted,
-    with its paired bootstrap CI over videos (patients when a ``patient_id`` column is present)."""
+    with its paired bootstrap CI over videos (patients when a ``patient_id`` column is present) and what was
+    resampled (e.g. ``"117 patients"``)."""
     kind = TASKS[task.name].kind if task.name in TASKS else ("regression" if not task.higher_is_better else "")
     left, right = aligned(per_video(a), per_video(b))
     if left.empty:
@@ -556,7 +557,8 @@ def paired_difference(
     diff, low, high = paired_metric_bootstrap(
         got_a[0], task.primary, got_a[1], got_b[1], groups=groups, n_resamples=resamples
     )
-    return diff, low, high, len(left)
+    units = f"{len(set(groups))} patients" if groups is not None else f"{len(left)} videos"
+    return diff, low, high, units
 
 
 def aligned(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

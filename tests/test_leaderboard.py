@@ -188,8 +188,20 @@ def test_tied_marker_when_the_paired_interval_covers_zero(tmp_path):
     assert by[leader].versus_leader == "leader" and by[leader].rank == 1
     assert by[other].tied is True and by[other].versus_leader.startswith("tied with leader")
     assert by["worse"].tied is False and by["worse"].versus_leader.startswith("differs from leader")
+    assert by["worse"].versus_leader.endswith("over 60 videos")
     md = markdown(build(load_board("synthecho"), discover_results(results)))
     assert "| ≈2 |" in md and "| 3 |" in md
+
+
+def test_versus_leader_names_the_patients_it_resampled(tmp_path):
+    results = tmp_path / "results"
+    base = regression_frame(4, 0, n=60).assign(patient_id=[f"P{i // 2:02d}" for i in range(60)])
+    far = base.assign(prediction=base["target"] + 3 * (base["prediction"] - base["target"]) + 5)
+    write_result(results, "leader", "linear", "ef", base)
+    write_result(results, "worse", "linear", "ef", far)
+    table = table_of(build(load_board("synthecho"), discover_results(results)), "ef", "linear")
+    worse = next(r for r in table.rows if r.method == "worse")
+    assert worse.versus_leader.endswith("over 30 patients")
 
 
 def test_leakage_flag_from_either_key_and_predictions_from_the_recorded_path(tmp_path):
