@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -26,7 +25,7 @@ from echobench.config import did_you_mean, stable_hash
 from echobench.console import console
 from echobench.data.tasks import TASKS
 from echobench.errors import UserError
-from echobench.metrics import classification_metrics, regression_metrics
+from echobench.metrics import metric_arrays
 from echobench.published import PublishedRow, read_rows
 from echobench.stats import paired_metric_bootstrap, summarise_seeds
 
@@ -504,26 +503,6 @@ def _first_predictions(row: Row) -> pd.DataFrame | None:
         if frame is not None:
             return frame
     return None
-
-
-def metric_arrays(frame: pd.DataFrame, kind: str, metric: str) -> tuple[Any, tuple[np.ndarray, ...]] | None:
-    """The metric function and its per-video input arrays for a predictions frame, or None if it cannot be
-    recomputed from the frame."""
-    if kind == "regression" and {"target", "prediction"} <= set(frame.columns):
-        return regression_metrics, (frame["target"].to_numpy(float), frame["prediction"].to_numpy(float))
-    if kind == "classification" and {"target", "prediction", "score"} <= set(frame.columns):
-        arrays = (frame["target"].to_numpy(int), frame["prediction"].to_numpy(int), frame["score"].to_numpy(float))
-        return classification_metrics, arrays
-    if metric in frame.columns:
-        return _column_mean(metric), (frame[metric].to_numpy(float),)
-    return None
-
-
-def _column_mean(metric: str) -> Any:
-    def mean_of(values: np.ndarray) -> dict[str, float]:
-        return {metric: float(np.mean(values))}
-
-    return mean_of
 
 
 def per_video(frame: pd.DataFrame) -> pd.DataFrame:

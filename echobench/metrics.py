@@ -209,6 +209,26 @@ def _resampled_metrics(
     return {name: np.array([row[name] for row in rows], dtype=np.float64) for name in rows[0]}
 
 
+def metric_arrays(frame: Any, kind: str, metric: str) -> tuple[Any, tuple[np.ndarray, ...]] | None:
+    """The metric function and its per-video input arrays for a predictions frame, or None if it cannot be
+    recomputed from the frame."""
+    if kind == "regression" and {"target", "prediction"} <= set(frame.columns):
+        return regression_metrics, (frame["target"].to_numpy(float), frame["prediction"].to_numpy(float))
+    if kind == "classification" and {"target", "prediction", "score"} <= set(frame.columns):
+        arrays = (frame["target"].to_numpy(int), frame["prediction"].to_numpy(int), frame["score"].to_numpy(float))
+        return classification_metrics, arrays
+    if metric in frame.columns:
+        return _column_mean(metric), (frame[metric].to_numpy(float),)
+    return None
+
+
+def _column_mean(metric: str) -> Any:
+    def mean_of(values: np.ndarray) -> dict[str, float]:
+        return {metric: float(np.mean(values))}
+
+    return mean_of
+
+
 def unit_of_video(groups: Sequence[str] | None, n: int) -> np.ndarray:
     """``(n,)`` int: each video's resampling unit — itself, or its patient numbered in first-seen order."""
     if groups is None:

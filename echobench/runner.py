@@ -473,8 +473,8 @@ def _tags(resolved: Resolved) -> dict[str, str]:
 def run_family(resolved: Resolved, context: ProtocolContext) -> ProtocolResult:
     """The protocol, repeated over ``resolved.seeds`` seeds when its result depends on one."""
     family, config = resolved.family, resolved.protocol_config
-    # A closed-form probe (ridge, L-BFGS logistic) reaches the same optimum from any seed.
-    if resolved.seeds == 1 or not family.trains or getattr(config, "closed_form", False):
+    # A protocol config may say that this setting of it does not depend on the seed (a closed-form probe).
+    if resolved.seeds == 1 or not family.trains or not getattr(config, "depends_on_seed", True):
         if resolved.seeds > 1:
             console.print(f"note: protocol {resolved.protocol.name} is deterministic; --seeds has no effect")
         return family.run(context)

@@ -127,6 +127,11 @@ class ProbeConfig:
         return self.solver == "closed_form" or (self.solver == "auto" and self.head == "linear")
 
     @property
+    def depends_on_seed(self) -> bool:
+        """Whether another seed can give another result: a closed-form fit reaches the same optimum from any."""
+        return not self.closed_form
+
+    @property
     def grid(self) -> list[tuple[float, float]]:
         """Every (lr, weight decay) pair, ``lrs`` outer: head ``h`` of the stack trains ``grid[h]``."""
         return [(lr, wd) for lr in self.lrs for wd in self.weight_decays]

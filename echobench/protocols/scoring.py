@@ -14,6 +14,7 @@ from echobench.metrics import (
     bootstrap_ci,
     bootstrap_ci_of_mean,
     classification_metrics,
+    metric_arrays,
     regression_metrics,
     resampling_unit,
 )
@@ -130,12 +131,12 @@ def intervals_of_mean(
     if not all(pd.api.types.is_numeric_dtype(f["prediction"]) for f in frames):
         return None
     groups = list(first["patient_id"]) if "patient_id" in first.columns else None
-    targets = first["target"].to_numpy()
-    if "score" in first.columns:
-        runs = [(targets, f["prediction"].to_numpy(), f["score"].to_numpy()) for f in frames]
-        return bootstrap_ci_of_mean(classification_metrics, runs, resamples, seed, groups=groups)
-    runs = [(targets, f["prediction"].to_numpy()) for f in frames]
-    return bootstrap_ci_of_mean(regression_metrics, runs, resamples, seed, groups=groups)
+    kind = "classification" if "score" in first.columns else "regression"
+    inputs = [metric_arrays(f, kind, "") for f in frames]
+    if any(got is None for got in inputs):
+        return None
+    metric_fn = inputs[0][0]
+    return bootstrap_ci_of_mean(metric_fn, [got[1] for got in inputs], resamples, seed, groups=groups)
 
 
 def interval_unit(ci: Mapping[str, tuple[float, float]], groups: Sequence[str] | None, n_videos: int) -> dict[str, Any]:
