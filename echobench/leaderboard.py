@@ -523,7 +523,7 @@ def paired_difference(
 ) -> tuple[float, float, float, str] | None:
     """``metric(b) − metric(a)`` if ``row_first`` else ``metric(a) − metric(b)`` on the videos both predicted,
     with its paired bootstrap CI over videos (patients when a ``patient_id`` column is present) and what was
-    resampled (e.g. ``"117 patients"``)."""
+    resampled (e.g. ``"430 patients"``)."""
     kind = TASKS[task.name].kind if task.name in TASKS else ("regression" if not task.higher_is_better else "")
     left, right = aligned(per_video(a), per_video(b))
     if left.empty:

@@ -72,7 +72,7 @@ BAD_INPUT: list[tuple[list[str], str]] = [
     (["pretrain", "--method", "videomae", *_set("pretrain.steps=0")], "pretrain.steps must be >= 1, got 0"),
     (["data", "synth", "--videos", "0"], "--videos must be a whole number >= 1, got 0"),
     (["data", "synth", "--frames", "1"], "--frames must be a whole number >= 2, got 1"),
-    (["data", "synth", "--videos", "2"], "--videos 2 gives no TRAIN/TEST video (SynthEcho splits by patient"),
+    (["data", "synth", "--videos", "2"], "--videos 2 gives no TRAIN video (SynthEcho splits by patient"),
     ([*RUN, *_set("protocol.shuffle_frames=maybe")], "protocol.shuffle_frames must be true or false, got 'maybe'"),
     (
         [*RUN, *_set("protocol.pool=cls")],

@@ -292,7 +292,7 @@ def test_ema_plugin_pretrains_with_epochs_and_fine_tunes_with_a_weight_normed_he
     per_epoch = len(pretraining_table(dataset, ("train",), "ef_anomaly=0")) // 2
     assert [s.epoch for s in ToyEMATeacher.states] == [s // per_epoch for s in range(12)]
     assert {s.steps_per_epoch for s in ToyEMATeacher.states} == {per_epoch}
-    folder = next((Path(os.environ["ECHOBENCH_HOME"]) / "checkpoints" / "toy_ema").iterdir())
+    folder = next(p for p in (Path(os.environ["ECHOBENCH_HOME"]) / "checkpoints" / "toy_ema").iterdir() if p.is_dir())
     meta = json.loads((folder / ckpt.META_FILE).read_text())
     assert meta["extra"]["pretrain_filter"] == "ef_anomaly=0"
     assert meta["extra"]["num_pretrained_videos"] == len(pretraining_table(dataset, ("train",), "ef_anomaly=0"))

@@ -1,9 +1,9 @@
 """``synthesize``: generate a SynthEcho dataset folder (EchoNet-Dynamic format), atomically, with a progress bar.
 
-Default size: 800 videos of 96 frames (~330 patients; TEST: ~35 % of them, ~280 videos with ~80 ef_anomaly
-positives), so that test intervals over patients are narrow enough to separate methods (an AUROC of 0.85 gets about
-± 0.05) while generation stays within a minute on 2 CPU cores. 96 frames hold the quick profile's clip (16 frames
-at stride 4) and more than one cardiac cycle at every simulated heart rate and frame rate. Videos are
+Default size: 1,200 videos of 96 frames (~950 patients, most with one video; TEST: ~45 % of them, ~540 videos
+from ~430 patients with ~150 ef_anomaly positives), so that test intervals over patients are narrow enough to
+separate methods while generation stays within a minute on 2 CPU cores. 96 frames hold the quick profile's clip
+(16 frames at stride 4) and more than one cardiac cycle at every simulated heart rate and frame rate. Videos are
 rendered in worker processes (one per available core, at most 8); each video depends only on ``(seed, its
 patient, its index within the patient)``, so the output is identical whatever the number of workers.
 """
@@ -26,8 +26,8 @@ from echobench.data.synthecho.anatomy import build_scene
 from echobench.data.synthecho.render import render_video
 from echobench.errors import UserError
 
-SYNTHECHO_VERSION = "2"
-DEFAULT_VIDEOS = 800
+SYNTHECHO_VERSION = "3"
+DEFAULT_VIDEOS = 1200
 DEFAULT_FRAMES = 96
 _MAX_WORKERS = 8
 _PARALLEL_FROM = 32  # below this many videos, starting worker processes costs more than it saves
@@ -88,7 +88,7 @@ def check_split_rule(videos: int, seed: int, frames: int) -> None:
     missing = [split for split in physiology.SPLITS if split not in present]
     if missing:
         raise UserError(
-            f"--videos {videos} gives no {'/'.join(missing)} video (SynthEcho splits by patient, 1-4 videos each); "
+            f"--videos {videos} gives no {'/'.join(missing)} video (SynthEcho splits by patient, 1-3 videos each); "
             "use --videos 12 or more"
         )
 
