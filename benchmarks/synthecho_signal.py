@@ -28,7 +28,9 @@ test **patients**. Tables:
    test clips (``protocol.freeze_frames=true``: a method that reads motion loses its R²). ``--pretrain-seeds``
    pretrains each method once per seed (``pretrain.seed``). When ``random_init`` is among the methods, every other
    method's kNN AUROC and linear R² are also given as differences from random init of the same seed, with paired
-   bootstrap intervals over the same patient resamples (``echobench compare``).
+   bootstrap intervals over the same patient resamples (``echobench compare``). With several pretraining seeds,
+   one more row per method gives the mean over its seeds, each interval that of the mean (every seed scored on the
+   same patient resamples), and the differences of the means (``echobench compare --repeat-a/--repeat-b``).
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from echobench.compare import compare_results
+from echobench.compare import compare_results, load_result
 from echobench.console import console
 from echobench.data.decode_cache import DecodeCache
 from echobench.data.synthecho import SynthEchoDataset
 from echobench.data.tasks import get_task
+from echobench.leaderboard import per_video
+from echobench.protocols.scoring import intervals_of_mean
 from echobench.stats import unit_counts
 
 BASELINE = "random_init"
@@ -202,8 +206,9 @@ def _result(method: str, protocol: str, sets: list[str], profile: str):  # noqa:
     return _outcome(method, protocol, sets, profile).result
 
 
-def _difference(path: Path, baseline: Path, metric: str) -> str:
-    """metric(method) − metric(baseline) on the same test videos, 95 % paired bootstrap interval over patients."""
+def _difference(path: Path | list[Path], baseline: Path | list[Path], metric: str) -> str:
+    """metric(method) − metric(baseline) on the same test videos (of the means over repeats when given lists),
+    95 % paired bootstrap interval over patients."""
     paired = compare_results(path, baseline, metric)
     return f"{paired['difference']:+.3f} [{paired['ci_low']:+.3f}, {paired['ci_high']:+.3f}]"
 
@@ -243,38 +248,59 @@ def readout_table(methods: list[str], sets: list[str], profile: str) -> None:
 
 def methods_table(methods: list[str], seeds: list[int], sets: list[str], profile: str) -> None:
     """Each method × pretraining seed; beside it, its difference from random init of the same seed with a paired
-    interval (both on the same patient resamples, as ``echobench compare``), which separate intervals understate."""
+    interval (both on the same patient resamples, as ``echobench compare``), which separate intervals understate.
+    With several seeds, a row per method gives the mean over its seeds: each interval is that of the mean (every
+    seed scored on the same patient resamples) and the differences are of the means (``echobench compare`` with
+    ``--repeat-a``/``--repeat-b``)."""
     table = Table(title="methods through the harness · test [95% CI over patients]")
     columns = ("method", "pretrain seed", "knn ef_anomaly AUROC", "knn bal. acc.", "linear ef R²", "shuffled R²")
     for column in (*columns, "frozen-frame R²", f"Δ AUROC vs {BASELINE}", f"Δ R² vs {BASELINE}"):
         table.add_column(column)
-    baseline: dict[int, tuple[Path, Path]] = {}
+    cells = (("knn", "auroc"), ("knn", "balanced_accuracy"), ("linear", "r2"), ("shuffled", "r2"), ("frozen", "r2"))
+    paths: dict[str, dict[str, list[Path]]] = {}
     for method in sorted(methods, key=lambda name: name != BASELINE):
+        runs = paths.setdefault(method, {"knn": [], "linear": [], "shuffled": [], "frozen": []})
         for seed in seeds:
             run = [*sets, f"pretrain.seed={seed}"]
-            knn = _outcome(method, "knn", run, profile)
-            linear = _outcome(method, "linear", run, profile)
-            shuffled = _result(method, "linear", [*run, "protocol.shuffle_frames=true"], profile)
-            frozen = _result(method, "linear", [*run, "protocol.freeze_frames=true"], profile)
-            if method == BASELINE:
-                baseline[seed] = (knn.result_path, linear.result_path)
+            outcomes = {
+                "knn": _outcome(method, "knn", run, profile),
+                "linear": _outcome(method, "linear", run, profile),
+                "shuffled": _outcome(method, "linear", [*run, "protocol.shuffle_frames=true"], profile),
+                "frozen": _outcome(method, "linear", [*run, "protocol.freeze_frames=true"], profile),
+            }
+            for name, outcome in outcomes.items():
+                runs[name].append(outcome.result_path)
             differences = ["—", "—"]
-            if method != BASELINE and seed in baseline:
+            if method != BASELINE and BASELINE in paths:
+                index = len(runs["knn"]) - 1
+                baseline = paths[BASELINE]
                 differences = [
-                    _difference(knn.result_path, baseline[seed][0], "auroc"),
-                    _difference(linear.result_path, baseline[seed][1], "r2"),
+                    _difference(runs["knn"][index], baseline["knn"][index], "auroc"),
+                    _difference(runs["linear"][index], baseline["linear"][index], "r2"),
                 ]
-            table.add_row(
-                method,
-                str(seed),
-                _cell(knn.result, "auroc"),
-                _cell(knn.result, "balanced_accuracy"),
-                _cell(linear.result, "r2"),
-                _cell(shuffled, "r2"),
-                _cell(frozen, "r2"),
-                *differences,
-            )
+            row = [_cell(outcomes[name].result, metric) for name, metric in cells]
+            table.add_row(method, str(seed), *row, *differences)
+    if len(seeds) > 1:
+        table.add_section()
+        for method, runs in paths.items():
+            differences = ["—", "—"]
+            if method != BASELINE and BASELINE in paths:
+                baseline = paths[BASELINE]
+                differences = [
+                    _difference(runs["knn"], baseline["knn"], "auroc"),
+                    _difference(runs["linear"], baseline["linear"], "r2"),
+                ]
+            row = [_mean_cell(runs[name], metric) for name, metric in cells]
+            table.add_row(method, f"mean of {len(seeds)}", *row, *differences)
     console.print(table)
+
+
+def _mean_cell(paths: list[Path], metric: str) -> str:
+    """The mean of ``metric`` over repeats with the bootstrap interval of that mean over the same patients."""
+    results = [load_result(path) for path in paths]
+    interval = intervals_of_mean([per_video(result.predictions()) for result in results], 1000, 0) or {}
+    mean = float(np.mean([result.record["metrics"][metric] for result in results]))
+    return fmt(mean, interval.get(metric, (float("nan"), float("nan"))))
 
 
 def main() -> None:

@@ -449,14 +449,24 @@ def compare(
     b: Annotated[Path, typer.Argument(help="Result JSON of method B (same dataset, task and test videos)")],
     metric: Annotated[str | None, typer.Option(help="Metric (default: the task's primary metric)")] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples")] = 2000,
+    repeat_a: Annotated[
+        list[Path] | None,
+        typer.Option("--repeat-a", help="Another result of method A (e.g. another pretraining seed); A is their mean"),
+    ] = None,
+    repeat_b: Annotated[
+        list[Path] | None, typer.Option("--repeat-b", help="Another result of method B; B is their mean")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
 ) -> None:
     """Paired comparison of two results on their shared test videos: A − B with a paired bootstrap CI
-    (patients resampled when the predictions carry patient_id) and the Wilcoxon signed-rank p-value."""
+    (patients resampled when the predictions carry patient_id) and the Wilcoxon signed-rank p-value. With
+    --repeat-a/--repeat-b, a method's value is the mean over its results, each scored on the same resamples."""
     from echobench.compare import compare_results
 
-    report = compare_results(a, b, metric=metric, resamples=resamples)
-    table = Table(title=f"{report['method_a']} vs {report['method_b']} · {report['task']} · {report['dataset']}")
+    report = compare_results([a, *(repeat_a or [])], [b, *(repeat_b or [])], metric=metric, resamples=resamples)
+    repeats = report["results_a"] > 1 or report["results_b"] > 1
+    runs = f" · means of {report['results_a']} and {report['results_b']} results" if repeats else ""
+    table = Table(title=f"{report['method_a']} vs {report['method_b']} · {report['task']} · {report['dataset']}{runs}")
     for column in ("metric", "A", "B", "A − B", "95% CI (paired bootstrap)", "Wilcoxon p", "units"):
         table.add_column(column)
     table.add_row(

@@ -144,24 +144,45 @@ def paired_metric_bootstrap(
     Both methods are scored on the same resample of units (videos, or patients when ``groups`` is given), so
     the interval reflects the difference on shared cases, not two independent uncertainties. Metrics with a
     batched form in :mod:`echobench.metrics` are evaluated from resample counts (exact); others per resample.
-    Resamples where the metric is undefined (NaN) are left out.
+    Resamples where the metric is undefined (NaN) are left out. The one-run case of :func:`paired_mean_bootstrap`.
     """
-    n = len(arrays_a[0])
-    if any(len(x) != n for x in (*arrays_a, *arrays_b)):
+    return paired_mean_bootstrap(metric_fn, metric, [arrays_a], [arrays_b], groups, n_resamples, seed, level)
+
+
+def paired_mean_bootstrap(
+    metric_fn: MetricFn,
+    metric: str,
+    runs_a: Sequence[tuple[np.ndarray, ...]],
+    runs_b: Sequence[tuple[np.ndarray, ...]],
+    groups: Sequence[str] | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """``mean(metric(A_i)) − mean(metric(B_j))`` over runs of two methods (e.g. pretraining seeds) on the same
+    videos, and its paired percentile bootstrap interval: every run of both methods is scored on the same resample
+    of units, so the interval is that of the difference of the two reported means.
+    """
+    if not runs_a or not runs_b:
+        raise ValueError("paired_mean_bootstrap needs at least one run of each method")
+    n = len(runs_a[0][0])
+    if any(len(x) != n for run in (*runs_a, *runs_b) for x in run):
         raise ValueError("paired_metric_bootstrap: every array needs one entry per video, in the same order")
+
+    def mean_over(runs: Sequence[tuple[np.ndarray, ...]], counts: np.ndarray) -> np.ndarray:
+        return np.mean([_resampled(metric_fn, metric, counts, run) for run in runs], axis=0)
+
     everything = np.ones((1, n))
-    point = float(
-        _resampled(metric_fn, metric, everything, arrays_a)[0] - _resampled(metric_fn, metric, everything, arrays_b)[0]
-    )
+    point = float(mean_over(runs_a, everything)[0] - mean_over(runs_b, everything)[0])
     # The draw of metrics.bootstrap_ci: with the same seed, the same resamples as each method's own interval.
     counts = unit_counts(draw_units(int(unit_of_video(groups, n).max()) + 1, n_resamples, seed), groups, n)
-    diffs = _resampled(metric_fn, metric, counts, arrays_a) - _resampled(metric_fn, metric, counts, arrays_b)
+    diffs = mean_over(runs_a, counts) - mean_over(runs_b, counts)
     finite = diffs[np.isfinite(diffs)]
     if finite.size == 0:
-        return float(point), float("nan"), float("nan")
+        return point, float("nan"), float("nan")
     tail = 100.0 * (1.0 - level) / 2.0
     low, high = np.percentile(finite, [tail, 100.0 - tail])
-    return float(point), float(low), float(high)
+    return point, float(low), float(high)
 
 
 def _resampled(metric_fn: MetricFn, metric: str, counts: np.ndarray, arrays: tuple[np.ndarray, ...]) -> np.ndarray:

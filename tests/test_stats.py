@@ -10,6 +10,7 @@ from echobench.metrics import bootstrap_ci, classification_metrics, regression_m
 from echobench.stats import (
     compare_paired,
     paired_bootstrap_ci,
+    paired_mean_bootstrap,
     paired_metric_bootstrap,
     summarise_seeds,
     unit_counts,
@@ -92,6 +93,32 @@ def test_paired_metric_bootstrap_of_auroc_matches_a_loop_over_scikit_learn():
     diffs = np.asarray(diffs)
     diffs = diffs[np.isfinite(diffs)]
     assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+
+
+def test_paired_mean_bootstrap_of_r2_over_seeds_matches_a_loop_over_scikit_learn():
+    """Three runs of A against two of B (e.g. pretraining seeds): on every patient resample each run's R² is
+    recomputed with scikit-learn, A's and B's runs are averaged, and the interval is that of the difference."""
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(6)
+    groups = [f"p{i % 9}" for i in range(24)]
+    y = rng.normal(55, 10, 24)
+    runs_a = [(y, y + rng.normal(0, 4, 24)) for _ in range(3)]
+    runs_b = [(y, y + rng.normal(0, 7, 24)) for _ in range(2)]
+    diff, low, high = paired_mean_bootstrap(regression_metrics, "r2", runs_a, runs_b, groups, n_resamples=300, seed=2)
+    assert diff == pytest.approx(
+        np.mean([r2_score(*run) for run in runs_a]) - np.mean([r2_score(*run) for run in runs_b])
+    )
+    patients = np.random.default_rng(2).integers(0, 9, size=(300, 9))
+    diffs = []
+    for drawn in patients:
+        take = np.concatenate([np.flatnonzero(np.asarray(groups) == f"p{unit}") for unit in drawn])
+        mean_a = np.mean([r2_score(t[take], p[take]) for t, p in runs_a])
+        mean_b = np.mean([r2_score(t[take], p[take]) for t, p in runs_b])
+        diffs.append(mean_a - mean_b)
+    assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])), abs=1e-12)
+    single = paired_mean_bootstrap(regression_metrics, "r2", runs_a[:1], runs_b[:1], groups, n_resamples=300, seed=2)
+    assert single == paired_metric_bootstrap(regression_metrics, "r2", runs_a[0], runs_b[0], groups, 300, seed=2)
 
 
 def test_patients_are_resampled_as_units():
