@@ -260,7 +260,7 @@ def methods_table(methods: list[str], seeds: list[int], sets: list[str], profile
     paths: dict[str, dict[str, list[Path]]] = {}
     for method in sorted(methods, key=lambda name: name != BASELINE):
         runs = paths.setdefault(method, {"knn": [], "linear": [], "shuffled": [], "frozen": []})
-        for seed in seeds:
+        for index, seed in enumerate(seeds):
             run = [*sets, f"pretrain.seed={seed}"]
             outcomes = {
                 "knn": _outcome(method, "knn", run, profile),
@@ -272,7 +272,6 @@ def methods_table(methods: list[str], seeds: list[int], sets: list[str], profile
                 runs[name].append(outcome.result_path)
             differences = ["—", "—"]
             if method != BASELINE and BASELINE in paths:
-                index = len(runs["knn"]) - 1
                 baseline = paths[BASELINE]
                 differences = [
                     _difference(runs["knn"][index], baseline["knn"][index], "auroc"),
@@ -296,9 +295,12 @@ def methods_table(methods: list[str], seeds: list[int], sets: list[str], profile
 
 
 def _mean_cell(paths: list[Path], metric: str) -> str:
-    """The mean of ``metric`` over repeats with the bootstrap interval of that mean over the same patients."""
+    """The mean of ``metric`` over repeats with the bootstrap interval of that mean, drawn as the repeats' own
+    intervals were (their protocol's resamples and seed)."""
     results = [load_result(path) for path in paths]
-    interval = intervals_of_mean([per_video(result.predictions()) for result in results], 1000, 0) or {}
+    protocol = results[0].record.get("protocol_config", {})
+    frames = [per_video(result.predictions()) for result in results]
+    interval = intervals_of_mean(frames, protocol.get("ci_resamples", 1000), protocol.get("seed", 0)) or {}
     mean = float(np.mean([result.record["metrics"][metric] for result in results]))
     return fmt(mean, interval.get(metric, (float("nan"), float("nan"))))
 

@@ -167,7 +167,7 @@ def paired_mean_bootstrap(
         raise ValueError("paired_mean_bootstrap needs at least one run of each method")
     n = len(runs_a[0][0])
     if any(len(x) != n for run in (*runs_a, *runs_b) for x in run):
-        raise ValueError("paired_metric_bootstrap: every array needs one entry per video, in the same order")
+        raise ValueError("paired_mean_bootstrap: every array needs one entry per video, in the same order")
 
     def mean_over(runs: Sequence[tuple[np.ndarray, ...]], counts: np.ndarray) -> np.ndarray:
         return np.mean([_resampled(metric_fn, metric, counts, run) for run in runs], axis=0)
