@@ -22,7 +22,18 @@ from rich.table import Table as RichTable
 from echobench import plots
 from echobench.atomic import write_text_atomic
 from echobench.console import console
-from echobench.leaderboard import REPRODUCED, Built, Row, Table, cell, ci_cell, flags, rank_text, table_records
+from echobench.leaderboard import (
+    REPORTED,
+    REPRODUCED,
+    Built,
+    Row,
+    Table,
+    cell,
+    ci_cell,
+    flags,
+    rank_text,
+    table_records,
+)
 
 TOP_PLOTTED = 10
 LEGEND = (
@@ -35,6 +46,14 @@ LEGEND = (
     "papers (not reproduced here; different data splits and models): they are not ranked unless the board is "
     "built with --with-published. Rows flagged 'pretrained on evaluated videos' used a checkpoint whose "
     "pretraining saw the test videos."
+)
+#: Added to the legend of a board that shows reported rows.
+REPORTED_LEGEND = (
+    "Each reported row's metrics follow the paper's own definition and sit under the echobench metric of that "
+    "definition: f1, precision, recall of class 1 (the positive class: reduced or abnormal EF, MI); f1_negative, "
+    "precision_negative, specificity of class 0; f1_macro, precision_macro, recall_macro averaged over both "
+    "classes. A table gains such a column beside the board's class-1 column when a paper reports it; the row's "
+    "flags name each printed metric's definition."
 )
 
 
@@ -114,6 +133,10 @@ def md_escape(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
+def _has_reported(built: Built) -> bool:
+    return any(row.source == REPORTED for table in built.tables for row in table.rows)
+
+
 def columns(table: Table) -> list[str]:
     cols = ["rank", "method", "vs leader", "seeds"]
     for metric in table.task.metrics:
@@ -138,6 +161,8 @@ def markdown(built: Built) -> str:
     if board.description:
         lines += [md_escape(board.description.strip()), ""]
     lines += [md_escape(LEGEND), ""]
+    if _has_reported(built):
+        lines += [md_escape(REPORTED_LEGEND), ""]
     if built.with_published:
         lines += ["**Built with --with-published: reported rows are ranked together with reproduced rows.**", ""]
     for section in board.sections:
@@ -227,6 +252,8 @@ def html_page(built: Built, figures: list[Plot]) -> str:
     if board.description:
         parts.append(f"<p>{h(board.description.strip())}</p>")
     parts.append(f'<p class="legend">{h(LEGEND)}</p>')
+    if _has_reported(built):
+        parts.append(f'<p class="legend">{h(REPORTED_LEGEND)}</p>')
     if built.with_published:
         parts.append(
             "<p><strong>Built with --with-published: reported rows are ranked with reproduced rows.</strong></p>"

@@ -5,7 +5,10 @@ tasks with their metrics and primary metric (with its direction), an optional me
 published-number files whose rows it may show. Results are discovered by walking the results folder for
 ``*.json`` files recognised by their keys; result files of one configuration that differ only in seeds are
 aggregated (mean ± SD over every seed value). Published rows are marked ``reported`` and are not ranked unless
-``with_published`` is set. A row whose checkpoint was pretrained on the evaluated videos is flagged.
+``with_published`` is set. A reported number sits under the echobench metric of the paper's own definition
+(``echobench.published``: e.g. Temporal MAE's F1 under ``f1_negative``); when the board lists only the class-1
+column a reader would look under (``f1``), the table gains that metric's column beside it. A row whose checkpoint
+was pretrained on the evaluated videos is flagged.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +29,7 @@ from echobench.console import console
 from echobench.data.tasks import TASKS
 from echobench.errors import UserError
 from echobench.metrics import metric_arrays
-from echobench.published import PublishedRow, read_rows
+from echobench.published import NOT_APPLICABLE, PublishedRow, describe, positive_reading, read_rows
 from echobench.stats import paired_metric_bootstrap, summarise_seeds
 
 RESULT_KEYS = frozenset({"schema", "method", "protocol", "metrics"})
@@ -36,6 +39,8 @@ REPEAT_FIELDS = frozenset({"seed", "ci_resamples", "subset_seeds"})
 TIE_RESAMPLES = 1000
 REPORTED = "reported"
 REPRODUCED = "reproduced"
+#: A table's (section, dataset, task, protocol).
+TableKey = tuple[str, str, str, str]
 
 
 # ---------------------------------------------------------------- boards
@@ -342,45 +347,40 @@ def build(board: Board, results: list[ResultFile], with_published: bool = False)
             key = (r["dataset"], r["task"], r["protocol"], r["method"], result.variant())
             groups.setdefault(key, []).append(result)
     _check_metrics(board, [f for files in groups.values() for f in files])
-    tables: dict[tuple[str, str, str, str], Table] = {}
+    placed = [(_published_key(board, published), published) for published in _published_rows(board)]
+    beside = _reported_columns(board, placed)
+    tables: dict[TableKey, Table] = {}
     for section in board.sections:
         for dataset in board.datasets:
             for task in board.tasks:
                 for protocol in section.protocols:
-                    tables[(section.title, dataset, task.name, protocol)] = Table(
-                        section.title, section.frozen, dataset, task, protocol
-                    )
+                    key = (section.title, dataset, task.name, protocol)
+                    tables[key] = Table(section.title, section.frozen, dataset, _widened(task, beside, key), protocol)
     variants_per_method: dict[tuple[str, str, str, str], set[str]] = {}
     for dataset, task, protocol, method, variant in groups:
         variants_per_method.setdefault((dataset, task, protocol, method), set()).add(variant)
     for (dataset, task, protocol, method, variant), files in sorted(groups.items()):
-        spec = board.task(task)
-        assert spec is not None
+        table = tables[(section_of[protocol].title, dataset, task, protocol)]
         label = method if len(variants_per_method[(dataset, task, protocol, method)]) == 1 else f"{method} [{variant}]"
         row = Row(
             method=label,
             source=REPRODUCED,
-            metrics=aggregate(files, spec.metrics),
-            n_seeds=sum(len(f.values(spec.primary)) for f in files),
+            metrics=aggregate(files, table.task.metrics),
+            n_seeds=sum(len(f.values(table.task.primary)) for f in files),
             n_results=len(files),
             variant=variant,
             leakage=any(f.leakage for f in files),
             files=files,
         )
-        tables[(section_of[protocol].title, dataset, task, protocol)].rows.append(row)
-    for published in _published_rows(board):
-        spec = board.task(published[0].task)
-        assert spec is not None
-        title = next((s.title for s in board.sections if s.frozen == published[0].frozen), board.sections[0].title)
-        protocol = published[0].protocol
-        if published[0].label_fraction != 1.0:
-            # Fewer training labels is another benchmark, not a row to rank against full-label results.
-            protocol = f"{protocol} ({published[0].label_fraction:.0%} labels)"
-        key = (title, published[0].dataset, spec.name, protocol)
+        table.rows.append(row)
+    for key, published in placed:
         if key not in tables:
+            title, dataset, task, protocol = key
+            spec = board.task(task)
+            assert spec is not None
             frozen = next(s.frozen for s in board.sections if s.title == title)
-            tables[key] = Table(title, frozen, published[0].dataset, spec, protocol)
-        tables[key].rows.append(_reported_row(published, spec))
+            tables[key] = Table(title, frozen, dataset, _widened(spec, beside, key), protocol)
+        tables[key].rows.append(_reported_row(published, tables[key].task))
     ordered = [t for t in tables.values() if t.rows]
     for table in ordered:
         rank_table(table, board.methods, with_published)
@@ -417,7 +417,48 @@ def _published_rows(board: Board) -> list[list[PublishedRow]]:
     return list(grouped.values())
 
 
+def _published_key(board: Board, published: list[PublishedRow]) -> TableKey:
+    """The (section, dataset, task, protocol) table a group of published rows goes to."""
+    first = published[0]
+    title = next((s.title for s in board.sections if s.frozen == first.frozen), board.sections[0].title)
+    protocol = first.protocol
+    if first.label_fraction != 1.0:
+        # Fewer training labels is another benchmark, not a row to rank against full-label results.
+        protocol = f"{protocol} ({first.label_fraction:.0%} labels)"
+    return title, first.dataset, first.task, protocol
+
+
+def _reported_columns(
+    board: Board, placed: list[tuple[TableKey, list[PublishedRow]]]
+) -> dict[TableKey, dict[str, list[str]]]:
+    """Per table, the metrics reported rows need beside each board column: a published number whose metric
+    (of its paper's definition, e.g. ``f1_negative``) the board does not list, while it lists the class-1 column
+    that the printed name reads as (``f1``)."""
+    out: dict[TableKey, dict[str, list[str]]] = {}
+    for key, published in placed:
+        spec = board.task(key[2])
+        assert spec is not None
+        for row in published:
+            column = positive_reading(row.metric_as_printed)
+            if row.metric not in spec.metrics and column in spec.metrics:
+                needed = out.setdefault(key, {}).setdefault(column, [])
+                if row.metric not in needed:
+                    needed.append(row.metric)
+    return out
+
+
+def _widened(spec: TaskSpec, beside: dict[TableKey, dict[str, list[str]]], key: TableKey) -> TaskSpec:
+    """``spec`` with the metrics reported rows of table ``key`` need, each right after its board column."""
+    extra = beside.get(key)
+    if not extra:
+        return spec
+    metrics = tuple(m for column in spec.metrics for m in (column, *sorted(extra.get(column, ()))))
+    return replace(spec, metrics=metrics)
+
+
 def _reported_row(published: list[PublishedRow], spec: TaskSpec) -> Row:
+    """A reported row: each published number under its own echobench metric (of the paper's definition), the
+    definitions of the class-dependent ones named in its setting."""
     metrics: dict[str, dict[str, Any]] = {}
     by_metric = {r.metric: r for r in published}
     for metric in spec.metrics:
@@ -433,12 +474,15 @@ def _reported_row(published: list[PublishedRow], spec: TaskSpec) -> Row:
             }
     first = published[0]
     fraction = "" if first.label_fraction == 1.0 else f"; {first.label_fraction:.0%} labels"
+    classes = TASKS[spec.name].classes if spec.name in TASKS else ()
+    defined = [by_metric[m] for m in metrics if by_metric[m].definition != NOT_APPLICABLE]
+    definitions = ", ".join(f"{r.metric_as_printed} = {r.metric} ({describe(r.definition, classes)})" for r in defined)
     return Row(
         method=first.method,
         source=REPORTED,
         metrics=metrics,
         citation=f"{first.citation} ({first.source})",
-        setting=f"{first.setting}{fraction}",
+        setting=f"{first.setting}{fraction}" + (f"; as the paper defines them: {definitions}" if defined else ""),
     )
 
 

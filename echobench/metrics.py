@@ -32,9 +32,17 @@ MetricFn = Callable[..., dict[str, float]]
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray) -> dict[str, float]:
     """Binary metrics with positive class 1; ``score`` is the positive-class score (for AUROC).
 
-    Precision, recall and F1 are those of the positive class; ``f1_macro`` averages F1 over the labels present
-    in ``y_true`` or ``y_pred`` and ``balanced_accuracy`` the recalls of the labels present in ``y_true``
-    (scikit-learn's rules). Undefined ratios count as 0; AUROC is NaN when ``y_true`` holds a single class.
+    Per class: ``f1``, ``precision``, ``recall`` (= sensitivity) are those of class 1; ``f1_negative``,
+    ``precision_negative`` and ``specificity`` (= recall of class 0) those of class 0. Macro: ``f1_macro``,
+    ``precision_macro`` and ``recall_macro`` average the per-class values over the labels present in ``y_true``
+    or ``y_pred``; ``balanced_accuracy`` averages the recalls of the labels present in ``y_true``, so it equals
+    ``recall_macro`` whenever ``y_true`` holds both classes (and differs when it holds one class and ``y_pred``
+    both: the predicted-only class enters ``recall_macro`` with recall 0).
+
+    These are scikit-learn's rules with ``zero_division=0``: a ratio whose denominator is 0 (no true or no
+    predicted member of a class) counts as 0 — so a class absent from both ``y_true`` and ``y_pred`` has F1,
+    precision and recall 0 when asked for by name (``pos_label``), and is left out of the macro averages. AUROC
+    is NaN when ``y_true`` holds a single class.
     """
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
@@ -46,7 +54,12 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.nda
             "f1": float(skm.f1_score(y_true, y_pred, pos_label=1, zero_division=0)),
             "precision": float(skm.precision_score(y_true, y_pred, pos_label=1, zero_division=0)),
             "recall": float(skm.recall_score(y_true, y_pred, pos_label=1, zero_division=0)),
+            "f1_negative": float(skm.f1_score(y_true, y_pred, pos_label=0, zero_division=0)),
+            "precision_negative": float(skm.precision_score(y_true, y_pred, pos_label=0, zero_division=0)),
+            "specificity": float(skm.recall_score(y_true, y_pred, pos_label=0, zero_division=0)),
             "f1_macro": float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)),
+            "precision_macro": float(skm.precision_score(y_true, y_pred, average="macro", zero_division=0)),
+            "recall_macro": float(skm.recall_score(y_true, y_pred, average="macro", zero_division=0)),
             "auroc": float("nan") if single_class else float(skm.roc_auc_score(y_true, score)),
         }
 
@@ -287,21 +300,33 @@ def _classification_batched(
     pos, neg, total = tp + fn, tn + fp, tp + fn + fp + tn
     recall = _safe_div(tp, pos)
     specificity = _safe_div(tn, neg)
+    precision = _safe_div(tp, tp + fp)
+    precision_neg = _safe_div(tn, tn + fn)
     f1_pos = _safe_div(2 * tp, 2 * tp + fp + fn)
     f1_neg = _safe_div(2 * tn, 2 * tn + fn + fp)
-    # A class enters the macro average when it appears in y_true or y_pred of that resample (scikit-learn).
-    has_pos = (pos + fp) > 0
-    has_neg = (neg + fn) > 0
-    f1_macro = (f1_pos * has_pos + f1_neg * has_neg) / (has_pos.astype(np.float64) + has_neg)
+    # A class enters the macro averages when it appears in y_true or y_pred of that resample (scikit-learn).
+    has_pos = ((pos + fp) > 0).astype(np.float64)
+    has_neg = ((neg + fn) > 0).astype(np.float64)
+    present = has_pos + has_neg
+
+    def macro(of_pos: np.ndarray, of_neg: np.ndarray) -> np.ndarray:
+        return (of_pos * has_pos + of_neg * has_neg) / present
+
     # Balanced accuracy averages the recalls of the classes present in y_true.
-    balanced = (recall * (pos > 0) + specificity * (neg > 0)) / ((pos > 0).astype(np.float64) + (neg > 0))
+    in_true_pos, in_true_neg = (pos > 0).astype(np.float64), (neg > 0).astype(np.float64)
+    balanced = (recall * in_true_pos + specificity * in_true_neg) / (in_true_pos + in_true_neg)
     return {
         "accuracy": (tp + tn) / total,
         "balanced_accuracy": balanced,
         "f1": f1_pos,
-        "precision": _safe_div(tp, tp + fp),
+        "precision": precision,
         "recall": recall,
-        "f1_macro": f1_macro,
+        "f1_negative": f1_neg,
+        "precision_negative": precision_neg,
+        "specificity": specificity,
+        "f1_macro": macro(f1_pos, f1_neg),
+        "precision_macro": macro(precision, precision_neg),
+        "recall_macro": macro(recall, specificity),
         "auroc": _auroc_batched(counts, t1.astype(bool), np.asarray(score, dtype=np.float64), pos, neg),
     }
 

@@ -3,7 +3,10 @@
     python scripts/normalise_published.py PATH/TO/published.csv
 
 Units are normalised by the explicit rules in ``echobench.published``; each row keeps the printed metric, value,
-dataset, task, protocol and source (paper file and table).
+dataset, task, protocol and source (paper file and table), and states its metric ``definition`` (which class a
+printed F1, precision or recall scores, or a macro average; ``echobench.published.PAPER_DEFINITIONS``), its
+``metric`` being the echobench metric of that definition. Run it from the repository root after changing those
+rules; ``read_rows`` refuses files written before or under other rules.
 """
 
 from __future__ import annotations

@@ -14,8 +14,17 @@ import pytest
 from board_fixture import classification_frame, regression_frame, write_result
 from cli_run import invoke
 from scipy import stats as sps
+from sklearn import metrics as skm
 
-from echobench.board_output import board_plots, csv_text, html_page, markdown, print_board, write_outputs
+from echobench.board_output import (
+    REPORTED_LEGEND,
+    board_plots,
+    csv_text,
+    html_page,
+    markdown,
+    print_board,
+    write_outputs,
+)
 from echobench.cli import main
 from echobench.errors import UserError
 from echobench.leaderboard import REPORTED, build, discover_results, load_board
@@ -104,15 +113,17 @@ def test_csv_has_interval_columns_from_seeds_or_the_recorded_bootstrap(tmp_path)
     assert by_method["videomae"]["rank"] == "1" and by_method["random_init"]["rank"] == "2"
 
 
-def _echonet_board(tmp_path: Path) -> Path:
-    """A copy of the EchoNet-Dynamic board reading a one-paper published file, with a reproduced ef row."""
+def _echonet_board(tmp_path: Path, papers: tuple[str, ...] = ("yang-echocardmae",)) -> Path:
+    """A copy of the EchoNet-Dynamic board reading copies of the given papers' published files."""
     board = tmp_path / "boards" / "echo.yaml"
     (board.parent / "published").mkdir(parents=True)
-    source = (REPO / "leaderboards" / "published" / "yang-echocardmae.csv").read_text()
-    (board.parent / "published" / "yang.csv").write_text(source)
+    for paper in papers:
+        source = (REPO / "leaderboards" / "published" / f"{paper}.csv").read_text()
+        (board.parent / "published" / f"{paper}.csv").write_text(source)
     text = (REPO / "leaderboards" / "echonet-dynamic.yaml").read_text()
     head, _ = text.split("published:")
-    board.write_text(head + "published:\n  - published/yang.csv\nsections_note: test\n")
+    listed = "".join(f"  - published/{paper}.csv\n" for paper in papers)
+    board.write_text(head + "published:\n" + listed + "sections_note: test\n")
     return board
 
 
@@ -319,3 +330,53 @@ def test_reported_rows_with_fewer_training_labels_get_their_own_tables():
     assert {"segmentation (10% labels)", "segmentation (20% labels)", "segmentation (50% labels)"} <= set(protocols)
     full = built.tables[0]
     assert all("labels" not in row.setting or "100% training labels" in row.setting for row in full.rows)
+
+
+def test_published_rows_sit_beside_the_echobench_metric_of_the_papers_definition(tmp_path):
+    board = load_board(str(_echonet_board(tmp_path, ("stebler-temporal-mae", "mishra-discover"))))
+    results = tmp_path / "results"
+    frame = classification_frame(0.6, 0)
+    write_result(results, "temporal_mae", "mlp", "ef_binary", frame, dataset="echonet-dynamic")
+    write_result(results, "discover", "knn", "ef_anomaly", classification_frame(0.5, 1), dataset="echonet-dynamic")
+    built = build(board, discover_results(results))
+    binary = table_of(built, "ef_binary", "mlp")
+    # The board lists auroc, f1, accuracy: Temporal MAE's F1 (of the normal class) adds f1_negative beside f1.
+    assert binary.task.metrics == ("auroc", "f1", "f1_negative", "accuracy")
+    reported = {r.method: r for r in binary.rows if r.source == REPORTED}
+    frame_mae = reported["Frame-based MAE"]
+    assert frame_mae.metrics["f1_negative"]["mean"] == 0.87 and "f1" not in frame_mae.metrics
+    assert "F1 = f1_negative (class 0: normal)" in frame_mae.setting
+    reproduced = next(r for r in binary.rows if r.source != REPORTED)
+    y, pred = frame["target"].to_numpy(), frame["prediction"].to_numpy()
+    assert reproduced.metrics["f1_negative"]["mean"] == pytest.approx(skm.f1_score(y, pred, pos_label=0))
+    assert reproduced.metrics["f1"]["mean"] == pytest.approx(skm.f1_score(y, pred, pos_label=1))
+    anomaly = table_of(built, "ef_anomaly", "knn")
+    assert anomaly.task.metrics == ("balanced_accuracy", "auroc", "f1", "f1_macro")
+    discover = next(r for r in anomaly.rows if r.method == "DISCOVER" and r.source == REPORTED)
+    assert "f1" not in discover.metrics and discover.metrics["f1_macro"]["mean"] == pytest.approx(0.6145)
+    md = markdown(built)
+    header = next(line for line in md.splitlines() if line.startswith("| rank") and "f1\\_negative" in line)
+    assert header.index("| f1 |") < header.index("f1\\_negative |") < header.index("| accuracy |")
+    assert md.count("Each reported row's metrics follow the paper's own definition") == 1
+    records = list(csv.DictReader(io.StringIO(csv_text(built))))
+    by_method = {r["method"]: r for r in records if r["task"] == "ef_binary" and r["protocol"] == "mlp"}
+    assert by_method["Frame-based MAE"]["f1_negative"] == "0.870000" and by_method["Frame-based MAE"]["f1"] == ""
+
+
+def _unescaped(md: str) -> str:
+    """Markdown text without its backslash escapes, on one line."""
+    return " ".join(md.replace("\\", "").split())
+
+
+def test_a_board_listing_the_definitions_metric_gets_no_duplicate_column_and_no_legend_without_reports(tmp_path):
+    path = _echonet_board(tmp_path, ("stebler-temporal-mae",))
+    path.write_text(
+        path.read_text().replace("metrics: [auroc, f1, accuracy]", "metrics: [auroc, f1_negative, accuracy]")
+    )
+    built = build(load_board(str(path)), [])
+    binary = table_of(built, "ef_binary", "mlp")
+    assert binary.task.metrics == ("auroc", "f1_negative", "accuracy")
+    assert REPORTED_LEGEND in _unescaped(markdown(built))
+    results = tmp_path / "results"
+    write_result(results, "videomae", "knn", "ef_anomaly", classification_frame(0.7, 0))
+    assert REPORTED_LEGEND not in _unescaped(markdown(build(load_board("synthecho"), discover_results(results))))

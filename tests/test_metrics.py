@@ -10,11 +10,14 @@ import pytest
 from sklearn import metrics as skm
 
 from echobench.metrics import (
+    _classification_batched,
     bootstrap_ci,
     bootstrap_ci_of_mean,
     classification_metrics,
+    draw_units,
     regression_metrics,
     resampling_unit,
+    unit_counts,
 )
 
 
@@ -50,6 +53,145 @@ def test_auroc_is_nan_for_a_single_class_without_warning() -> None:
 def test_zero_division_gives_zero() -> None:
     m = classification_metrics(np.array([0, 0, 1]), np.zeros(3, dtype=int), np.array([0.1, 0.2, 0.3]))
     assert m["precision"] == 0.0 and m["f1"] == 0.0 and m["recall"] == 0.0
+
+
+def _sklearn_reference(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """The per-class and macro metrics straight from scikit-learn (zero_division=0, labels from y_true ∪ y_pred)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {
+            "f1": skm.f1_score(y, pred, pos_label=1, zero_division=0),
+            "precision": skm.precision_score(y, pred, pos_label=1, zero_division=0),
+            "recall": skm.recall_score(y, pred, pos_label=1, zero_division=0),
+            "f1_negative": skm.f1_score(y, pred, pos_label=0, zero_division=0),
+            "precision_negative": skm.precision_score(y, pred, pos_label=0, zero_division=0),
+            "specificity": skm.recall_score(y, pred, pos_label=0, zero_division=0),
+            "f1_macro": skm.f1_score(y, pred, average="macro", zero_division=0),
+            "precision_macro": skm.precision_score(y, pred, average="macro", zero_division=0),
+            "recall_macro": skm.recall_score(y, pred, average="macro", zero_division=0),
+            "balanced_accuracy": skm.balanced_accuracy_score(y, pred),
+        }
+
+
+def test_per_class_and_macro_metrics_equal_sklearn() -> None:
+    y, pred, score = _binary_data(300, seed=11)
+    m = classification_metrics(y, pred, score)
+    for name, value in _sklearn_reference(y, pred).items():
+        assert m[name] == pytest.approx(value, abs=1e-15), name
+    # Class 0 by hand: tn / (tn + fp) is specificity, tn / (tn + fn) the negative precision.
+    tn, fp, fn = np.sum((y == 0) & (pred == 0)), np.sum((y == 0) & (pred == 1)), np.sum((y == 1) & (pred == 0))
+    assert m["specificity"] == pytest.approx(tn / (tn + fp))
+    assert m["precision_negative"] == pytest.approx(tn / (tn + fn))
+    assert m["f1_negative"] == pytest.approx(2 * tn / (2 * tn + fp + fn))
+
+
+# (y_true, y_pred, hand-computed values): one class in y_true, no positive predictions, no negative predictions,
+# one class everywhere. A class absent from both arrays scores 0 by name and is left out of the macro averages.
+DEGENERATE = [
+    (
+        [0, 0, 1],
+        [0, 0, 0],
+        {
+            "precision": 0.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "specificity": 1.0,
+            "precision_negative": 2 / 3,
+            "f1_negative": 0.8,
+            "f1_macro": 0.4,
+            "precision_macro": 1 / 3,
+            "recall_macro": 0.5,
+        },
+    ),
+    (
+        [1, 1, 1, 1, 1],
+        [1, 0, 1, 1, 0],
+        {
+            "recall": 0.6,
+            "precision": 1.0,
+            "specificity": 0.0,
+            "precision_negative": 0.0,
+            "f1_negative": 0.0,
+            "recall_macro": 0.3,
+            "balanced_accuracy": 0.6,
+            "precision_macro": 0.5,
+            "f1_macro": 0.375,
+        },
+    ),
+    (
+        [0, 1, 1, 0],
+        [1, 1, 1, 1],
+        {
+            "precision": 0.5,
+            "recall": 1.0,
+            "specificity": 0.0,
+            "precision_negative": 0.0,
+            "f1_negative": 0.0,
+            "recall_macro": 0.5,
+            "precision_macro": 0.25,
+        },
+    ),
+    (
+        [1, 1],
+        [1, 1],
+        {
+            "f1": 1.0,
+            "f1_negative": 0.0,
+            "specificity": 0.0,
+            "precision_negative": 0.0,
+            "f1_macro": 1.0,
+            "precision_macro": 1.0,
+            "recall_macro": 1.0,
+        },
+    ),
+    (
+        [0, 0, 0],
+        [0, 0, 0],
+        {"f1": 0.0, "precision": 0.0, "recall": 0.0, "f1_negative": 1.0, "specificity": 1.0, "f1_macro": 1.0},
+    ),
+]
+
+
+@pytest.mark.parametrize(("y_true", "y_pred", "expected"), DEGENERATE)
+def test_degenerate_cases_follow_sklearn_and_hand_computed_values(y_true, y_pred, expected) -> None:
+    y, pred = np.array(y_true), np.array(y_pred)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = classification_metrics(y, pred, np.linspace(0, 1, len(y)))
+    for name, value in expected.items():
+        assert m[name] == pytest.approx(value), name
+    for name, value in _sklearn_reference(y, pred).items():
+        assert m[name] == pytest.approx(value, abs=1e-15), name
+
+
+def test_macro_recall_is_balanced_accuracy_when_both_classes_are_true() -> None:
+    for seed in range(20):
+        y, pred, score = _binary_data(int(np.random.default_rng(seed).integers(2, 40)), seed=seed)
+        if np.unique(y).size < 2:
+            continue
+        m = classification_metrics(y, pred, score)
+        assert m["recall_macro"] == pytest.approx(m["balanced_accuracy"], abs=1e-15)
+        assert m["recall_macro"] == pytest.approx((m["recall"] + m["specificity"]) / 2, abs=1e-15)
+    # One true class, both predicted: the predicted-only class enters the macro recall with recall 0.
+    m = classification_metrics(np.ones(4, dtype=int), np.array([1, 1, 1, 0]), np.linspace(0, 1, 4))
+    assert (m["recall_macro"], m["balanced_accuracy"]) == pytest.approx((0.375, 0.75))
+
+
+@pytest.mark.parametrize("groups", [None, ["a", "b", "a", "c", "b"]])
+def test_batched_classification_equals_a_loop_of_the_point_estimate(groups) -> None:
+    # Five videos: many of the 400 resamples hold one class, no positive or no negative prediction.
+    y = np.array([1, 0, 0, 1, 0])
+    pred = np.array([1, 1, 0, 0, 0])
+    score = np.array([0.9, 0.6, 0.2, 0.4, 0.2])
+    unit = np.array([0, 1, 0, 2, 1]) if groups else np.arange(5)
+    indices = draw_units(int(unit.max()) + 1, 400, seed=5)
+    batched = _classification_batched(unit_counts(indices, groups, 5), y, pred, score)
+    for r, draw in enumerate(indices):
+        take = np.concatenate([np.flatnonzero(unit == u) for u in draw])
+        point = classification_metrics(y[take], pred[take], score[take])
+        assert point.keys() == batched.keys()
+        for name, value in point.items():
+            np.testing.assert_allclose(batched[name][r], value, rtol=0, atol=1e-12, equal_nan=True, err_msg=name)
 
 
 def test_regression_metrics_equal_sklearn() -> None:
