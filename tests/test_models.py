@@ -14,6 +14,7 @@ from echobench.models.masking import (
     framewise_random_mask,
     gather_by_index,
     gather_tokens,
+    masked_count,
     random_mask,
     restricted_random_mask,
     tube_mask,
@@ -178,6 +179,43 @@ def test_restricted_mask_whole_clip() -> None:
 def test_restricted_mask_without_candidates_is_an_error() -> None:
     with pytest.raises(UserError, match="sector"):
         restricted_random_mask(torch.zeros(1, N, dtype=torch.bool), 0.5, GRID, gen())
+
+
+# (n, ratio, int(ratio·n) masked as VideoMAE's code, n − int(n·(1 − ratio)) masked as MGMAE's/EchoCardMAE's code).
+# 1 − 0.9 is 0.09999999999999998 in float64, so 0.9 of 30 keeps int(2.9999999999999996) = 2 visible.
+ROUNDING_CASES = [(49, 0.75, 36, 37), (196, 0.9, 176, 177), (49, 0.9, 44, 45), (30, 0.9, 27, 28), (158, 0.75, 118, 119)]
+
+
+@pytest.mark.parametrize(("n", "ratio", "masked", "code_visible_rule"), [*ROUNDING_CASES, (16, 0.5, 8, 8)])
+def test_masked_count_rounding_rules_on_hand_computed_cases(
+    n: int, ratio: float, masked: int, code_visible_rule: int
+) -> None:
+    assert masked_count(n, ratio) == masked_count(n, ratio, "masked") == masked
+    assert masked_count(n, ratio, "visible") == code_visible_rule
+
+
+def test_masked_count_refuses_a_rule_that_leaves_nothing_visible() -> None:
+    assert masked_count(10, 0.9) == 9
+    with pytest.raises(UserError, match="visible"):
+        masked_count(10, 0.9, "visible")  # int(10·0.09999999999999998) = 0
+    with pytest.raises(UserError, match="rounding"):
+        masked_count(10, 0.5, "nearest")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("n", "ratio", "masked", "code_visible_rule"), ROUNDING_CASES[:2])
+def test_shared_masks_take_the_rounding_rule(n: int, ratio: float, masked: int, code_visible_rule: int) -> None:
+    side = math.isqrt(n)
+    grid = (2, side, side)
+    for rounding, expected in (("masked", masked), ("visible", code_visible_rule)):
+        tube = tube_mask(3, grid, ratio, gen(), rounding=rounding).view(3, 2, n)
+        assert tube.sum(-1).eq(expected).all() and torch.equal(tube[:, 0], tube[:, 1])
+        framewise = framewise_random_mask(3, grid, ratio, gen(), rounding=rounding).view(3, 2, n)
+        assert framewise.sum(-1).eq(expected).all()
+        assert random_mask(3, n, ratio, gen(), rounding=rounding).sum(-1).eq(expected).all()
+        every = torch.ones(3, 2 * n, dtype=torch.bool)
+        km = restricted_random_mask(every, ratio, grid, gen(), rounding=rounding)
+        assert km.masked.view(3, 2, n).sum(-1).eq(expected).all()
+        assert km.visible.view(3, 2, n).sum(-1).eq(n - expected).all() and not km.background.any()
 
 
 def test_gather_tokens_order_and_counts() -> None:

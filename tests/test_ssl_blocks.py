@@ -13,7 +13,7 @@ from torch import nn
 
 from echobench.errors import UserError
 from echobench.models.distill import DINOHead, dino_loss, ema_update_, linear_schedule, update_center
-from echobench.models.masking import _block_union, multiblock_mask
+from echobench.models.masking import multiblock_mask
 from echobench.models.sinkhorn import _log_plan, sinkhorn_knopp
 
 
@@ -219,17 +219,17 @@ def test_dino_head_deepcopy_and_safetensors_round_trip(tmp_path: object) -> None
     torch.testing.assert_close(fresh(x), head(x), rtol=0, atol=0)
 
 
-# --- multiblock masks --------------------------------------------------------------------------------------------
+# --- multiblock masks (V-JEPA's collator rule: tests/test_vjepa_masks.py) ----------------------------------------
 
 
-def test_multiblock_single_block_follows_scale_and_aspect() -> None:
+def test_multiblock_blocks_are_filled_rectangles_of_the_formula_size_spanning_time() -> None:
     grid = (3, 40, 40)
     area = int(0.2 * 40 * 40)
     generator = gen(5)
     heights = set()
     for _ in range(20):
-        mask = multiblock_mask(1, grid, generator, scales=(0.2,), counts=(1,), aspect=(0.75, 1.5))
-        frames = mask.reshape(3, 40, 40)
+        masks = multiblock_mask(1, grid, generator, scale=0.2, count=1, aspect=(0.75, 1.5))
+        frames = masks.predicted.reshape(3, 40, 40)
         assert frames.eq(frames[0]).all()  # the same rectangle at every t'
         rows, cols = frames[0].nonzero(as_tuple=True)
         h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
@@ -237,37 +237,30 @@ def test_multiblock_single_block_follows_scale_and_aspect() -> None:
         assert round(math.sqrt(area * 0.75)) <= h <= round(math.sqrt(area * 1.5))
         assert round(math.sqrt(area / 1.5)) <= w <= round(math.sqrt(area / 0.75))
         assert abs(h * w - area) <= (h + w) / 2 + 1
+        assert torch.equal(masks.context, ~masks.predicted)  # one row: nothing to trim
         heights.add(h)
     assert len(heights) > 1
 
 
-def test_multiblock_rows_equal_subsets_of_blocks_spanning_time() -> None:
-    grid = (4, 14, 14)
-    mask = multiblock_mask(6, grid, gen(2), scales=(0.15,), counts=(4,))
-    union = _block_union(6, grid, gen(2), (0.15,), (4,), (0.75, 1.5))
-    counts = mask.sum(dim=1)
-    assert counts.eq(counts[0]).all() and 0 < counts[0] < mask.shape[1]
-    assert int(counts[0]) == 4 * int(union.sum(dim=1).min())
-    spanning = union[:, None, :].expand(6, 4, 196).reshape(6, -1)
-    assert not (mask & ~spanning).any()
-    single = multiblock_mask(1, grid, gen(2), scales=(0.15,), counts=(4,))
-    single_union = _block_union(1, grid, gen(2), (0.15,), (4,), (0.75, 1.5))
-    assert single.reshape(4, 196).eq(single_union).all()  # no trimming: every block at every t'
-
-
-def test_multiblock_keeps_one_context_token_when_blocks_cover_everything() -> None:
-    mask = multiblock_mask(3, (2, 4, 4), gen(0), scales=(1.0,), counts=(1,), aspect=(1.0, 1.0))
-    assert mask.sum(dim=1).tolist() == [31, 31, 31]
-    default = multiblock_mask(4, (8, 14, 14), gen(1))
-    assert default.sum(dim=1).eq(default.sum(dim=1)[0]).all() and (~default).any(dim=1).all()
-
-
 def test_multiblock_deterministic_in_generator() -> None:
-    first = multiblock_mask(4, (4, 8, 8), gen(7), scales=(0.15,), counts=(4,))
-    assert torch.equal(first, multiblock_mask(4, (4, 8, 8), gen(7), scales=(0.15,), counts=(4,)))
-    assert not torch.equal(first, multiblock_mask(4, (4, 8, 8), gen(8), scales=(0.15,), counts=(4,)))
+    first = multiblock_mask(4, (4, 8, 8), gen(7), scale=0.15, count=4)
+    again = multiblock_mask(4, (4, 8, 8), gen(7), scale=0.15, count=4)
+    other = multiblock_mask(4, (4, 8, 8), gen(8), scale=0.15, count=4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not torch.equal(first.predicted, other.predicted)
 
 
-def test_multiblock_rejects_unpaired_scales() -> None:
-    with pytest.raises(UserError, match="pair up"):
-        multiblock_mask(2, (2, 4, 4), gen(0), scales=(0.15, 0.7), counts=(8,))
+@pytest.mark.parametrize(
+    "grid, scale, count, aspect, message",
+    [
+        ((2, 4, 4), 0.0, 1, (0.75, 1.5), r"scale must be in \(0, 1\] and count >= 1"),
+        ((2, 4, 4), 0.5, 0, (0.75, 1.5), r"scale must be in \(0, 1\] and count >= 1"),
+        ((2, 4, 4), 0.5, 1, (1.5, 0.75), "0 < min <= max"),
+        ((2, 4, 4), 0.05, 1, (0.75, 1.5), "empty block on the 4x4 token frame"),  # int(0.8) = 0 tokens
+        ((2, 4, 4), 1.0, 1, (1.0, 1.0), "covering the whole 4x4 token frame"),
+        ((2, 14, 14), 0.95, 2, (0.75, 1.5), "covering the whole 14x14 token frame"),  # 14x14 for ratios near 1
+    ],
+)
+def test_multiblock_rejects_geometries_without_a_block_or_a_context(grid, scale, count, aspect, message) -> None:
+    with pytest.raises(UserError, match=message):
+        multiblock_mask(2, grid, gen(0), scale=scale, count=count, aspect=aspect)

@@ -116,26 +116,64 @@ def test_pairs_are_distinct_and_cover_every_position() -> None:
         sample_pairs(1, 1, 5, torch.Generator())
 
 
-def test_each_generator_predicts_its_own_targets_disjoint_from_its_context() -> None:
+def test_each_generator_predicts_its_own_targets_and_never_sees_them_at_any_time() -> None:
     method = small(frames=8)  # grid (4, 4, 4)
-    context_masks, predicted_masks = [], []
+    hidden_masks, predictor_args = [], []
     method.context_encoder.register_forward_pre_hook(
-        lambda _m, args, kwargs: context_masks.append(kwargs["mask"]), with_kwargs=True
+        lambda _m, args, kwargs: hidden_masks.append(kwargs["mask"]), with_kwargs=True
     )
-    method.predictor.register_forward_pre_hook(lambda _m, args: predicted_masks.append(args[1]))
-    torch.manual_seed(3)
-    method.pretrain_step(tiny_batch(method.clip_spec(), 4, 1), TrainState.at(0, 5, 10))
-    assert len(context_masks) == len(predicted_masks) == 2  # 8 × 0.15 and 2 × 0.7: one prediction each
-    for context, predicted in zip(context_masks, predicted_masks, strict=True):
-        visible = ~context
-        assert torch.equal(predicted, context)  # the predictor fills exactly what the encoder did not see
-        assert not bool((visible & predicted).any()) and bool(visible.any(dim=1).all())
-        assert bool((predicted.sum(dim=1) >= 2).all())
-    assert context_masks[0].sum() < context_masks[1].sum()  # short-range masks are smaller than long-range ones
+    method.predictor.register_forward_hook(lambda _m, args, out: predictor_args.append((*args[1:], out.shape)))
+    t, h, w = method.context_encoder.grid
+    for seed in range(10):
+        hidden_masks.clear()
+        predictor_args.clear()
+        torch.manual_seed(seed)
+        method.pretrain_step(tiny_batch(method.clip_spec(), 4, 1), TrainState.at(0, 5, 10))
+        assert len(hidden_masks) == len(predictor_args) == 2  # 8 × 0.15 and 2 × 0.7: one prediction each
+        for generator, (hidden, (context, predicted, index, shape)) in enumerate(
+            zip(hidden_masks, predictor_args, strict=True)
+        ):
+            assert index == generator  # each generator its own mask token
+            assert torch.equal(hidden, ~context)  # the encoder sees exactly the context
+            assert shape[:2] == (4, int(predicted[0].sum()))  # one prediction per predicted token
+            assert len(set(context.sum(dim=1).tolist())) == len(set(predicted.sum(dim=1).tolist())) == 1
+            assert bool(context.any(dim=1).all()) and bool((predicted.sum(dim=1) >= 2).all())
+            # Blocks span all t': a predicted (i, j) is never visible at any t' (the main branch leaked these).
+            seen_where = context.reshape(4, t, h * w).any(dim=1)
+            predicted_where = predicted.reshape(4, t, h * w).any(dim=1)
+            assert not bool((seen_where & predicted_where).any())
+
+
+def test_predictor_attends_over_context_and_predicted_tokens_only() -> None:
+    method = small(frames=8)
+    predictor = method.predictor
+    assert [tuple(p.shape) for p in predictor.mask_tokens] == [(1, 1, predictor.embed.out_features)] * 2
+    assert all(not bool(p.any()) for p in predictor.mask_tokens)  # zero-initialised, as V-JEPA's code
+    context = torch.zeros(2, 64, dtype=torch.bool)
+    predicted = torch.zeros(2, 64, dtype=torch.bool)
+    context[:, :5] = True
+    predicted[:, 10:13] = True
+    tokens = torch.randn(2, 5, method.context_encoder.embed_dim)
+    torch.nn.init.normal_(predictor.mask_tokens[1])
+    out = [predictor(tokens, context, predicted, index) for index in (0, 1)]
+    assert out[0].shape == (2, 3, method.context_encoder.embed_dim)
+    assert not torch.allclose(out[0], out[1])  # the mask token of generator 1 is its own
+    # A token neither seen nor predicted takes no part: the output is the same as a pure (context + predicted)
+    # transformer computed here from the predictor's parts.
+    pos = predictor.pos_fixed[0]
+    x = torch.cat([predictor.embed(tokens) + pos[:5], predictor.mask_tokens[0] + pos[10:13].expand(2, -1, -1)], 1)
+    for block in predictor.blocks:
+        x = block(x)
+    torch.testing.assert_close(out[0], predictor.head(predictor.norm(x[:, 5:])))
 
 
 def test_ema_schedule_endpoints_and_update() -> None:
-    method = small()
+    # V-JEPA's code: m_s = 0.998 + s·0.002 / (ipe·epochs·ipe_scale) after step s, ipe_scale 1.25.
+    default = small()
+    assert default.ema_momentum(TrainState.at(0, 5, 10)) == pytest.approx(0.998)
+    assert default.ema_momentum(TrainState.at(5, 5, 10)) == pytest.approx(0.998 + 0.002 * 5 / 12.5)
+    assert default.ema_momentum(TrainState.at(9, 5, 10)) == pytest.approx(0.99944)  # the last step: not 1.0
+    method = small(ema_ipe_scale=1.0)
     assert method.ema_momentum(TrainState.at(0, 5, 10)) == pytest.approx(0.998)
     assert method.ema_momentum(TrainState.at(5, 5, 10)) == pytest.approx(0.999)
     assert method.ema_momentum(TrainState.at(10, 5, 10)) == 1.0
@@ -203,6 +241,7 @@ def test_public_vjepa_checkpoint_loads_with_no_missing_or_unexpected_encoder_key
         "module.backbone.predictor_embed.weight": torch.randn(width, dim),
         "module.backbone.mask_tokens.0": torch.randn(1, 1, width),
         "module.backbone.mask_tokens.1": torch.randn(1, 1, width),
+        "module.backbone.mask_tokens.2": torch.randn(1, 1, width),  # a third generator this config lacks
         "module.backbone.predictor_pos_embed": torch.randn(1, 32, width),
         "module.backbone.predictor_proj.bias": torch.randn(dim),
     }
@@ -230,7 +269,10 @@ def test_public_vjepa_checkpoint_loads_with_no_missing_or_unexpected_encoder_key
     assert torch.equal(state["encoder.norm.bias"], target["module.backbone.norm.bias"])
     rgb = encoder["module.backbone.patch_embed.proj.weight"]
     torch.testing.assert_close(state["context_encoder.patch_embed.weight"], rgb.sum(dim=1, keepdim=True))
-    assert torch.equal(state["predictor.mask_token"], predictor["module.backbone.mask_tokens.0"])
+    for index in (0, 1):
+        token = predictor[f"module.backbone.mask_tokens.{index}"]
+        assert torch.equal(state[f"predictor.mask_tokens.{index}"], token)
+    assert "predictor.mask_tokens.2" not in mapped
     assert torch.equal(state["predictor.head.bias"], predictor["module.backbone.predictor_proj.bias"])
 
 
@@ -261,13 +303,21 @@ def load_flat(path) -> dict[str, torch.Tensor]:
 
 
 def test_bad_configs_are_value_errors_naming_the_field() -> None:
+    one_token_blocks = {"frames": 2, "size": 16, "mask_scales": (0.25,), "mask_counts": (1,)}  # grid (1, 2, 2)
     with pytest.raises(ValueError, match=r"^method\.lambda_ll must be in \[0, 1\]"):
         small(lambda_ll=1.5)
     with pytest.raises(ValueError, match=r"^method\.freeze_blocks=13 exceeds the 12-block encoder"):
         small(freeze_blocks=13)
     with pytest.raises(ValueError, match=r"^method\.lambda_ll=0\.25 needs two masked tokens"):
-        small(frames=2, size=16)  # grid (1, 2, 2)
-    assert small(frames=2, size=16, lambda_ll=1.0).localiser is None  # plain V-JEPA needs no pairs
+        small(**one_token_blocks)
+    assert small(**one_token_blocks, lambda_ll=1.0).localiser is None  # plain V-JEPA needs no pairs
+    with pytest.raises(ValueError, match=r"^method\.ema_ipe_scale must be > 0"):
+        small(ema_ipe_scale=0.0)
+    geometry = r"^method\.mask_scales/mask_counts/mask_aspect: multiblock scale"
+    with pytest.raises(ValueError, match=geometry + r" .* covering the whole 4x4 token frame"):
+        small(mask_scales=(1.0,), mask_counts=(1,), mask_aspect=(1.0, 1.0))  # grid (2, 4, 4): a 4x4 block
+    with pytest.raises(ValueError, match=geometry + r" .* empty block on the 2x2 token frame"):
+        small(frames=2, size=16, lambda_ll=1.0)  # scale 0.15 of 4 tokens: int(0.6) = 0
     assert VJEPAPlain(VJEPAPlain.Config(**SMALL)).localiser is None
 
 
