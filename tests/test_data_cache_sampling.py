@@ -14,7 +14,7 @@ from echonet_fixture import write_echonet_fixture
 from torch.utils.data import DataLoader
 
 from echobench.api import ClipSpec
-from echobench.data.decode_cache import DecodeCache, stats_frames
+from echobench.data.decode_cache import CACHE_FORMAT, DecodeCache, stats_frames
 from echobench.data.echonet import EchoNetDynamic
 from echobench.data.loader import ClipDataset, EvalClipDataset, collate_clips, collate_eval, step_batches
 from echobench.data.sampling import clip_indices
@@ -53,6 +53,28 @@ def test_cache_is_built_once_and_reused(dataset: EchoNetDynamic, cache: DecodeCa
     again = DecodeCache.build(dataset, SIZE, root=cache.folder.parent, progress=False)
     assert again.folder == cache.folder
     np.testing.assert_array_equal(again.video("0X0003"), cache.video("0X0003"))
+
+
+def test_cache_of_an_older_format_is_rebuilt(
+    dataset: EchoNetDynamic, cache: DecodeCache, tmp_path: Path, monkeypatch
+) -> None:
+    # Format 5 changed enlarging to bilinear: a format-4 cache holds pixel-replicated frames and must not be reused.
+    assert CACHE_FORMAT >= 5
+    stale = tmp_path / cache.folder.name
+    shutil.copytree(cache.folder, stale)
+    index = json.loads((stale / "index.json").read_text())
+    (stale / "index.json").write_text(json.dumps({**index, "format": 4}))
+    decoded: list[str] = []
+    read = EchoNetDynamic.read_frames
+
+    def counting(self: EchoNetDynamic, path: str) -> np.ndarray:
+        decoded.append(path)
+        return read(self, path)
+
+    monkeypatch.setattr(EchoNetDynamic, "read_frames", counting)
+    rebuilt = DecodeCache.build(dataset, SIZE, root=tmp_path, progress=False)
+    assert rebuilt.folder == stale and len(decoded) == len(dataset.table)
+    assert json.loads((stale / "index.json").read_text())["format"] == CACHE_FORMAT
 
 
 def test_crash_during_build_leaves_no_cache(dataset: EchoNetDynamic, tmp_path: Path, monkeypatch) -> None:

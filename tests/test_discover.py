@@ -16,11 +16,12 @@ from echobench import checkpoint as ckpt
 from echobench.api import LossOutput, TrainState
 from echobench.config import PretrainConfig
 from echobench.errors import UserError
+from echobench.models.distill import teacher_temperature, warmup_epochs_of_run
 from echobench.train import TrainLoop
 from echobench.validate import TINY as VALIDATE_TINY
 from echobench.validate import tiny_batch
 from echobench_plugins.discover import Discover, DiscoverConfig
-from echobench_plugins.discover.losses import scd_loss, teacher_temperature, tubelet_average
+from echobench_plugins.discover.losses import center_batch_values, scd_loss, tubelet_average
 from echobench_plugins.image_dino import ImageDINO, ImageDINOConfig
 from echobench_plugins.image_dino.method import cosine_momentum, random_resized_crops
 
@@ -97,23 +98,52 @@ def test_tubelet_average_is_the_mean_over_each_tubelets_frames() -> None:
                 torch.testing.assert_close(got[b, t * 4 + p], expected)
 
 
-def test_teacher_temperature_warms_linearly_over_the_warmup_epochs() -> None:
-    assert teacher_temperature(0, 30) == pytest.approx(0.04)
-    assert teacher_temperature(15, 30) == pytest.approx(0.055)
-    assert teacher_temperature(30, 30) == pytest.approx(0.07)
-    assert teacher_temperature(200, 30) == pytest.approx(0.07)
-    assert teacher_temperature(0, 0) == pytest.approx(0.07)
+def dino_code_schedule(warmup: int, epochs: int) -> np.ndarray:
+    """DINO's and DISCOVR's per-epoch teacher-temperature table, written out with numpy as their code does."""
+    return np.concatenate((np.linspace(0.04, 0.07, warmup), np.ones(epochs - warmup) * 0.07))
 
 
-def test_discover_warmup_is_30_of_400_epochs_of_any_run_length() -> None:
+@pytest.mark.parametrize("warmup", [30, 3, 2, 1, 0])
+def test_teacher_temperature_is_the_per_epoch_linspace_of_dinos_code(warmup: int) -> None:
+    table = dino_code_schedule(warmup, 400)
+    got = np.array([teacher_temperature(epoch, warmup) for epoch in range(400)])
+    np.testing.assert_allclose(got, table, rtol=1e-12)
+    if warmup == 30:
+        # linspace reaches 0.07 in epoch 29, one epoch before a linear ramp to epoch 30 would.
+        assert got[28] < 0.07 and got[29] == pytest.approx(0.07) and got[1] == pytest.approx(0.04 + 0.03 / 29)
+
+
+def test_warmup_epochs_are_the_run_fraction_rounded_to_whole_epochs() -> None:
+    assert warmup_epochs_of_run(30 / 400, 400 * 50, 50) == 30
+    assert warmup_epochs_of_run(30 / 400, 40 * 7, 7) == 3
+    assert warmup_epochs_of_run(30 / 400, 30 * 10, 10) == 2  # 2.25 epochs
+    assert warmup_epochs_of_run(30 / 400, 2 * 50, 50) == 0  # 0.15 epochs: the quick run has no warm-up
+    assert warmup_epochs_of_run(0.1, 5 * 10, 10) == 1  # 0.5 rounds up
+    with pytest.raises(ValueError):
+        warmup_epochs_of_run(-0.1, 10, 1)
+
+
+def test_discover_teacher_temperature_is_constant_within_each_epoch() -> None:
     method = small_discover()
-    paper = 400 * 50
-    assert method.teacher_temperature(TrainState.at(0, 50, paper)) == pytest.approx(0.04)
-    assert method.teacher_temperature(TrainState.at(15 * 50, 50, paper)) == pytest.approx(0.055)
-    assert method.teacher_temperature(TrainState.at(30 * 50, 50, paper)) == pytest.approx(0.07)
-    # 300 steps of 10 per epoch: 30 epochs, so the warm-up spans 30 · 30/400 = 2.25 epochs (22.5 steps).
-    assert method.teacher_temperature(TrainState.at(10, 10, 300)) == pytest.approx(0.04 + 0.03 * 1 / 2.25)
-    assert method.teacher_temperature(TrainState.at(23, 10, 300)) == pytest.approx(0.07)
+    paper = dino_code_schedule(30, 400)
+    steps = 400 * 50
+    for step in (0, 49, 50, 99, 28 * 50 + 49, 29 * 50, 399 * 50):
+        got = method.teacher_temperature(TrainState.at(step, 50, steps))
+        assert got == pytest.approx(float(paper[step // 50]), rel=1e-12)
+    # 300 steps of 10 per epoch: 30 epochs, whose 30/400 share rounds to a 2-epoch warm-up, linspace(0.04, 0.07, 2).
+    assert method.teacher_temperature(TrainState.at(9, 10, 300)) == pytest.approx(0.04)
+    assert method.teacher_temperature(TrainState.at(10, 10, 300)) == pytest.approx(0.07)
+    assert method.teacher_temperature(TrainState.at(0, 50, 100)) == pytest.approx(0.07)
+
+
+def test_image_dino_logs_the_per_epoch_teacher_temperature() -> None:
+    torch.manual_seed(0)
+    config = dataclasses.replace(ImageDINOConfig(), **VALIDATE_TINY, head_out_dim=32, frames_per_clip=1)
+    method = ImageDINO(config)
+    batch = tiny_batch(method.clip_spec(), 2, 1)
+    for step in (49, 50, 29 * 50):
+        out = method.pretrain_step(batch, TrainState.at(step, 50, 400 * 50))
+        assert out.terms["teacher_temp"] == pytest.approx(float(dino_code_schedule(30, 400)[step // 50]), rel=1e-12)
 
 
 def test_ema_moves_both_teachers_towards_their_students() -> None:
@@ -144,6 +174,44 @@ def test_centres_follow_the_teacher_logits_and_stay_zero_without_centring() -> N
     literal = small_discover(head="linear", center=False)
     literal.pretrain_step(batch, TrainState.at(0, 5, 10))
     assert not literal.video_center.any() and not literal.image_center.any()
+
+    # DISCOVR's code: the EMA (momentum 0.8) of the centred, sharpened teacher probabilities; 10 steps of 5 per
+    # epoch are 2 epochs, no warm-up, so τ_t = 0.07.
+    code = small_discover(center_from="probabilities", center_momentum=0.8)
+    code.video_center.fill_(0.5)
+    code.pretrain_step(batch, TrainState.at(0, 5, 10))
+
+    def np_probabilities(logits: torch.Tensor, center: float) -> np.ndarray:
+        z = (logits.double().numpy() - center) / 0.07
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    video_expected = 0.8 * 0.5 + 0.2 * np_probabilities(video_logits, 0.5).mean(axis=0, keepdims=True)
+    image_expected = 0.2 * np_probabilities(image_logits, 0.0).mean(axis=0, keepdims=True)
+    np.testing.assert_allclose(code.video_center.double().numpy(), video_expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(code.image_center.double().numpy(), image_expected, rtol=1e-5, atol=1e-7)
+
+
+def test_center_batch_values_are_logits_or_centred_sharpened_probabilities() -> None:
+    logits = torch.tensor([[1.0, 2.0, 4.0], [0.0, 0.0, 3.0]])
+    center = torch.tensor([[0.5, 0.0, 1.0]])
+    torch.testing.assert_close(center_batch_values(logits, center, 0.1, "logits"), logits)
+    shifted = [[(1.0 - 0.5) / 0.1, 2.0 / 0.1, 3.0 / 0.1], [-0.5 / 0.1, 0.0, 2.0 / 0.1]]
+    expected = [[np.exp(v) / sum(np.exp(u) for u in row) for v in row] for row in shifted]
+    got = center_batch_values(logits, center, 0.1, "probabilities")
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
+
+
+def test_code_image_loss_scale_is_256_over_the_frames_it_averages() -> None:
+    plain, scaled = small_discover(), small_discover(image_loss_scale="per_256_frames")
+    batch = tiny_batch(plain.clip_spec(), 2, 1)
+    torch.manual_seed(3)
+    base = plain.pretrain_step(batch, TrainState.at(0, 5, 10))
+    torch.manual_seed(3)
+    out = scaled.pretrain_step(batch, TrainState.at(0, 5, 10))
+    frames = 2 * plain.config.frames  # every frame of both clips (image_frames = None)
+    assert out.terms["image_distill"] == pytest.approx(base.terms["image_distill"] * 256 / frames, rel=1e-5)
+    assert out.terms["video_distill"] == pytest.approx(base.terms["video_distill"], rel=1e-6)
 
 
 def test_gradients_reach_students_decoder_and_prototypes_but_not_teachers() -> None:

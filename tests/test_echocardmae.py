@@ -112,9 +112,22 @@ def test_key_area_masks_never_touch_background_and_mask_the_ratio_in_every_time_
     visible = masks.visible.reshape(4, 3, 16)
     assert not (masked & ~per_token).any() and not (visible & ~per_token).any()
     smallest = int(candidates.sum(dim=1).min())
-    assert (masked.sum(dim=2) == int(0.75 * smallest)).all()
-    assert (visible.sum(dim=2) == smallest - int(0.75 * smallest)).all()
+    # EchoCardMAE's code (utils.py random_mask_in_roi): num_unmask = int(num_token * (1 - mask_ratio)).
+    assert (visible.sum(dim=2) == int(smallest * (1 - 0.75))).all()
+    assert (masked.sum(dim=2) == smallest - int(smallest * (1 - 0.75))).all()
     assert any(not torch.equal(masked[b, 0], masked[b, 1]) for b in range(4))  # redrawn for each t'
+
+
+def test_key_area_counts_on_the_codes_roi_size() -> None:
+    # The code's fixed ROI has 158 of 196 tokens: it keeps int(158·0.25) = 39 visible and masks 119 per slice;
+    # VideoMAE's rule would mask int(0.75·158) = 118.
+    candidates = torch.zeros(2, 196, dtype=torch.bool)
+    candidates[:, :158] = True
+    assert EchoCardMAEConfig().mask_rounding == "visible"
+    for rounding, masked in (("visible", 119), ("masked", 118)):
+        masks = key_area_mask(candidates, (2, 14, 14), 0.75, torch.Generator().manual_seed(0), rounding)  # type: ignore[arg-type]
+        assert (masks.masked.reshape(2, 2, 196).sum(dim=2) == masked).all()
+        assert (masks.visible.reshape(2, 2, 196).sum(dim=2) == 158 - masked).all()
 
 
 def test_fixed_roi_candidates_are_the_tokens_centred_inside_it() -> None:

@@ -63,11 +63,13 @@ def test_bilinear_sample_matches_a_hand_interpolation() -> None:
     assert out[0, 1, 2] == -1.0 and out[0, 1, 1] == 40.0
 
 
-def test_top_k_keeps_the_mask_ratio_exact_per_slice() -> None:
+def test_top_k_keeps_the_codes_visible_count_exact_per_slice() -> None:
     values = torch.rand(3, 4, 5, 6, generator=torch.Generator().manual_seed(1))
     mask = top_k_per_slice(values, 0.9)
     per_slice = mask.reshape(3, 4, 30).sum(dim=-1)
-    assert (per_slice == int(0.9 * 30)).all()
+    # MGMAE's code keeps int(30·(1 − 0.9)) = int(2.9999999999999996) = 2 visible: 28 masked (VideoMAE's rule: 27).
+    assert (per_slice == 28).all()
+    assert (top_k_per_slice(values, 0.9, "masked").reshape(3, 4, 30).sum(dim=-1) == 27).all()
     flat = values.reshape(3, 4, 30)
     hidden_min = flat.masked_fill(~mask.reshape(3, 4, 30), 2.0).amin(dim=-1)
     shown_max = flat.masked_fill(mask.reshape(3, 4, 30), -1.0).amax(dim=-1)
@@ -101,3 +103,22 @@ def test_masks_follow_a_translating_pattern() -> None:
         static = (mask[t, :, t + 1 :] == mask[0, :, t + 1 :]).float().mean()
         assert moved >= 0.8, (t, moved)
         assert static < moved - 0.25, (t, static, moved)
+
+
+def test_draw_mask_counts_follow_the_codes_rounding_by_default() -> None:
+    slices, grid = FRAMES // TUBELET, SIZE // PATCH
+    batch = ClipBatch(
+        views=[torch.zeros(2, 1, FRAMES, SIZE, SIZE)],
+        frame_indices=torch.zeros(2, 1, FRAMES),
+        fps=torch.tensor([50.0, 50.0]),
+        video_ids=["a", "b"],
+        extras={"displacement": torch.zeros(2, 2, slices, 2, grid, grid)},
+    )
+    geometry = {"model": "vit_tiny", "frames": FRAMES, "stride": 1, "size": SIZE, "patch": PATCH, "tubelet": TUBELET}
+    # 64 tokens per slice at 0.9: the code keeps int(64·0.09999999999999998) = 6 visible (58 masked); int(0.9·64) = 57.
+    for rounding, masked in (("visible", 58), ("masked", 57)):
+        config = MGMAEConfig(**geometry, mask_ratio=0.9, mask_rounding=rounding)  # type: ignore[arg-type]
+        assert MGMAEConfig(**geometry).mask_rounding == "visible"
+        torch.manual_seed(0)
+        mask = MGMAE(config).draw_mask(batch)
+        assert (mask.reshape(2, slices, -1).sum(dim=-1) == masked).all()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from sector_video import sector_clip, sector_mask
 
 from echobench.data.video_io import (
@@ -83,3 +85,22 @@ def test_ecg_trace_and_text_outside_the_sector_are_masked_before_the_crop() -> N
     masked = mask_overlays(overlaid)
     np.testing.assert_array_equal(masked, clean)
     np.testing.assert_array_equal(resize_frames(overlaid, 32), resize_frames(clean, 32))
+
+
+def test_enlarging_is_bilinear_and_shrinking_is_the_area_mean() -> None:
+    ramp = np.tile((np.arange(8) * 32).astype(np.uint8), (8, 1))[None]  # columns 0, 32, …, 224
+    up = crop_resize(ramp, Crop(0, 0, 8), 16)
+    # Half-pixel bilinear 2×: output column j samples source x = (j + 0.5)/2 − 0.5, clamped at the borders.
+    by_hand = [0, 8, 24, 40, 56, 72, 88, 104, 120, 136, 152, 168, 184, 200, 216, 224]
+    assert up.dtype == np.uint8 and (up[0] == np.array(by_hand, np.uint8)).all()
+    source = torch.from_numpy(ramp).double()[None]
+    reference = F.interpolate(source, size=(16, 16), mode="bilinear", align_corners=False)
+    np.testing.assert_array_equal(up[0], reference[0, 0].round().numpy().astype(np.uint8))
+    # Not pixel replication (OpenCV's area interpolation when enlarging): neighbours 0, 8 differ.
+    assert up[0, 0, 0] != up[0, 0, 1]
+
+    image = np.random.default_rng(0).integers(0, 64, size=(2, 16, 16)).astype(np.uint8) * 4
+    down = crop_resize(image, Crop(0, 0, 16), 8)
+    # Multiples of 4, so every 2×2 mean is a whole grey level.
+    block_means = image.reshape(2, 8, 2, 8, 2).astype(np.float64).mean(axis=(2, 4))
+    np.testing.assert_array_equal(down, block_means.astype(np.uint8))

@@ -37,8 +37,8 @@ from echobench.data.video_io import Crop, crop_resize, mask_overlays, working_cr
 from echobench.errors import UserError
 from echobench.locks import exclusive
 
-#: Bump when decoding or resizing changes, so caches written by older code are rebuilt.
-CACHE_FORMAT = 4
+#: Bump when decoding or resizing changes, so caches written by older code are rebuilt (5: enlarging is bilinear).
+CACHE_FORMAT = 5
 #: Frames per video used for normalisation statistics (evenly spaced; all frames of shorter videos).
 STATS_FRAMES_PER_VIDEO = 16
 

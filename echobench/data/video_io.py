@@ -177,7 +177,10 @@ def working_crop(frames: np.ndarray) -> Crop:
 def crop_resize(images: np.ndarray, crop: Crop, size: int, nearest: bool = False) -> np.ndarray:
     """Cut ``crop`` out of images ``(T, H, W)`` (black outside the image) and resize to ``(T, size, size)``.
 
-    Area interpolation for frames; ``nearest`` for label maps, whose values are class indices.
+    Frames: area interpolation when shrinking and bilinear interpolation (half-pixel centres, OpenCV's
+    ``INTER_LINEAR``, as ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``) when enlarging,
+    e.g. EchoNet's 112² to EchoVisionFM's 224², which its paper upsamples bilinearly (OpenCV's area
+    interpolation would replicate pixels there). ``nearest`` for label maps, whose values are class indices.
     """
     t, h, w = images.shape
     top, left, side = crop.top, crop.left, crop.side
@@ -190,11 +193,11 @@ def crop_resize(images: np.ndarray, crop: Crop, size: int, nearest: bool = False
         square[:, rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = images[:, rows, cols]
     if side == size:
         return square
-    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    interpolation = cv2.INTER_NEAREST if nearest else (cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
     return np.stack([cv2.resize(image, (size, size), interpolation=interpolation) for image in square])
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
-    """Frames ``(T, H, W)`` → ``(T, size, size)``: overlays masked, :func:`working_crop`, area interpolation."""
+    """Frames ``(T, H, W)`` → ``(T, size, size)``: overlays masked, :func:`working_crop`, :func:`crop_resize`."""
     frames = mask_overlays(frames)
     return crop_resize(frames, working_crop(frames), size)

@@ -1,7 +1,8 @@
 """Teacher–student self-distillation parts (DINO, Caron et al. 2021), shared by DINO-style plugins such as DISCOVER.
 
 The head, the cross-entropy between a centred sharpened teacher and the student, the centre EMA, the parameter EMA
-of the teacher and a linear schedule for momenta and temperatures. Functions are pure except ``ema_update_``.
+of the teacher, a linear schedule for momenta and DINO's per-epoch teacher-temperature warm-up. Functions are pure
+except ``ema_update_``.
 """
 
 from __future__ import annotations
@@ -175,8 +176,37 @@ def ema_update_(teacher: nn.Module, student: nn.Module, momentum: float) -> None
 def linear_schedule(start: float, end: float, progress: float) -> float:
     """``start + (end − start)·p`` with ``p = progress`` clamped to [0, 1].
 
-    A pure function of training progress, so resume is exact: e.g. DINO/DISCOVER's teacher temperature
-    ``linear_schedule(0.04, 0.07, epoch / 30)`` and V-JEPA's EMA momentum ``linear_schedule(0.998, 1.0, progress)``.
+    A pure function of training progress, so resume is exact: e.g. V-JEPA's EMA momentum
+    ``linear_schedule(0.998, 1.0, progress)``.
     """
     p = min(max(progress, 0.0), 1.0)
     return start + (end - start) * p
+
+
+def teacher_temperature(epoch: int, warmup_epochs: int, start: float = 0.04, end: float = 0.07) -> float:
+    """DINO's teacher temperature τ_t in (integer) ``epoch``, constant within the epoch: ``linspace(start, end,
+    warmup_epochs)[epoch]`` during the warm-up and ``end`` after it (code: facebookresearch/dino main_dino.py
+    ``DINOLoss.teacher_temp_schedule``; mdivyanshu97/DISCOVR models/modeling_pretrain.py ``teacher_temp_schedule``).
+
+    So τ_t reaches ``end`` in epoch ``warmup_epochs − 1`` (epoch 29 of a 30-epoch warm-up); a one-epoch warm-up
+    is ``start`` in epoch 0, and no warm-up is ``end`` throughout, as numpy's ``linspace`` of 1 and 0 points.
+    """
+    if epoch < 0 or warmup_epochs < 0:
+        raise ValueError(f"epoch and warmup_epochs must be >= 0, got {epoch} and {warmup_epochs}")
+    if epoch >= warmup_epochs:
+        return end
+    if warmup_epochs == 1:
+        return start
+    return start + epoch * ((end - start) / (warmup_epochs - 1))
+
+
+def warmup_epochs_of_run(fraction: float, total_steps: int, steps_per_epoch: int) -> int:
+    """Whole warm-up epochs that are ``fraction`` of a run of ``total_steps / steps_per_epoch`` epochs, rounded to
+    the nearest integer (halves up): 30/400 of a 400-epoch run is 30, of a 40-epoch run 3, of a run shorter than
+    6⅔ epochs 0 (no warm-up)."""
+    if fraction < 0 or total_steps < 0 or steps_per_epoch < 1:
+        raise ValueError(
+            f"need fraction >= 0, total_steps >= 0, steps_per_epoch >= 1; got {fraction}, {total_steps}, "
+            f"{steps_per_epoch}"
+        )
+    return math.floor(fraction * total_steps / steps_per_epoch + 0.5)

@@ -2,15 +2,17 @@
 
 The video and image self-distillation losses (Eqs. 3–6) are the shared :func:`echobench.models.distill.dino_loss`;
 this module holds what is specific to DISCOVER: the semantic cluster distillation loss (Eqs. 7–9), the image
-targets of video tokens, and the teacher-temperature warm-up.
+targets of video tokens, and what the teacher centre averages. The teacher-temperature warm-up is DINO's
+(:func:`echobench.models.distill.teacher_temperature`).
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
-from echobench.models.distill import linear_schedule
 from echobench.models.sinkhorn import sinkhorn_knopp
 
 
@@ -66,9 +68,21 @@ def tubelet_average(frame_tokens: torch.Tensor, tubelet: int) -> torch.Tensor:
     return frame_tokens.reshape(b, t // tubelet, tubelet, hw, d).mean(dim=2).reshape(b, (t // tubelet) * hw, d)
 
 
-def teacher_temperature(epoch: float, warmup_epochs: float, start: float = 0.04, end: float = 0.07) -> float:
-    """DISCOVER's teacher temperature τ_t (Eqs. 3, 5; implementation details): linear from ``start`` at epoch 0 to
-    ``end`` at ``warmup_epochs`` (30 in the paper), constant after; ``end`` throughout when there is no warm-up."""
-    if warmup_epochs <= 0:
-        return end
-    return linear_schedule(start, end, epoch / warmup_epochs)
+CenterSource = Literal["logits", "probabilities"]
+
+
+def center_batch_values(
+    teacher_logits: torch.Tensor, center: torch.Tensor, tau_t: float, source: CenterSource
+) -> torch.Tensor:
+    """The per-sample values ``(B, K)`` whose batch mean the teacher centre's EMA takes.
+
+    ``"logits"``: the teacher's logits, as DINO (DINO Eq. 4; code: facebookresearch/dino ``DINOLoss.update_center``).
+    ``"probabilities"``: the centred, sharpened teacher distribution ``softmax((logits − c)/τ_t)`` under the centre
+    before its update, as DISCOVER's released code, which calls ``update_center`` on the teacher output after the
+    softmax (code: mdivyanshu97/DISCOVR models/modeling_pretrain.py ``process_image_dino_batch`` and ``forward``).
+    """
+    if source == "logits":
+        return teacher_logits.detach()
+    if source != "probabilities":
+        raise ValueError(f"center source must be 'logits' or 'probabilities', got {source!r}")
+    return F.softmax((teacher_logits.detach().float() - center.float()) / tau_t, dim=-1)

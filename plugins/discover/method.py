@@ -26,10 +26,17 @@ from torch import nn
 
 from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, TrainState
 from echobench.models.decoder import MAEDecoder
-from echobench.models.distill import DINOHead, dino_loss, ema_update_, update_center
+from echobench.models.distill import (
+    DINOHead,
+    dino_loss,
+    ema_update_,
+    teacher_temperature,
+    update_center,
+    warmup_epochs_of_run,
+)
 from echobench.models.masking import gather_tokens, random_mask
 from echobench.models.vit import VideoViT
-from echobench_plugins.discover.losses import scd_loss, teacher_temperature, tubelet_average
+from echobench_plugins.discover.losses import CenterSource, center_batch_values, scd_loss, tubelet_average
 from echobench_plugins.image_dino.common import head_hidden_dim, require
 from echobench_plugins.image_dino.encoder import FrameViT
 
@@ -43,16 +50,43 @@ class DiscoverConfig(MethodConfig):
     ε = 0.05 with 10 iterations; soft SCD targets (``scd_targets="hard"`` is the code's switch).
 
     ``teacher_temp_warmup_fraction`` = 30/400: the warm-up is the paper's 30 epochs as a fraction of the run's
-    epochs (``total_steps / steps_per_epoch``), so a shorter run (the quick profile) warms up over the same share
-    of its training. The schedule is evaluated at ``TrainState.epoch_float``.
+    epochs (``total_steps / steps_per_epoch``), rounded to whole epochs (30 of 400; 3 of 40; none in a run shorter
+    than 6⅔ epochs, such as the quick profile's), so a shorter run warms up over about the same share of its
+    training. Within the warm-up τ_t is DISCOVER's and DINO's per-epoch ``linspace(0.04, 0.07, 30)[epoch]``,
+    constant within an epoch and 0.07 from epoch 29 on (code: mdivyanshu97/DISCOVR models/modeling_pretrain.py
+    ``teacher_temp_schedule``; :func:`echobench.models.distill.teacher_temperature`), at ``TrainState.epoch``.
+
+    Switches for DISCOVER's released code (mdivyanshu97/DISCOVR, models/modeling_pretrain.py
+    ``PretrainVisionTransformer``), where the paper is silent and echobench follows DINO: ``center_from=
+    probabilities`` with ``center_momentum=0.8`` updates the centre from the teacher's centred, sharpened
+    probabilities (``update_center`` is called after the softmax; the constructor's ``center_momentum=0.8`` is used,
+    run_mae_pretraining.py's ``--center_momentum 0.9`` is never passed on); echobench's default is DINO's EMA of the
+    logits with momentum 0.9. ``image_loss_scale=per_256_frames`` multiplies the image self-distillation loss by
+    256 / (frames it averages over), the code's ``grad_scale = 256.0 / imgs_batch.shape[0]`` in
+    ``process_image_dino_batch`` (the code chunks a GPU's B·T frames by 1024 and keeps the last chunk's loss; at
+    batch 8 × 64 frames that is all 512 frames, a factor 0.5); echobench's default leaves it unscaled.
+
+    Other differences of the released code that echobench does not follow (code: mdivyanshu97/DISCOVR
+    config/run_pretraining.sh, models/modeling_pretrain.py, models/masking_generator.py): the teacher EMA momentum
+    is the constructor's constant 0.99 (``--momentum_teacher 0.996`` is not passed on; echobench: the paper's 0.996);
+    the video views are tube masks (one spatial mask of ``int(0.9·H'W')`` positions repeated at every t',
+    ``MultiLocalMaskingGenerator``), where echobench draws the paper's space-time random masks; the image students
+    mask ``int(0.9·H'W')`` patches (``--mask_ratio 0.9``; echobench's ``image_mask_ratio`` is 0.5); the heads
+    output 16384 dimensions (``--dino_out_dim 16384``) and the last layer is never frozen; the SCD branch
+    decodes a separate fifth masked view, scores every decoder output (visible and masked tokens) against image
+    teacher tokens taken in another order (``[:, ::2]`` of the frame-major token list), standardises the image
+    features per channel over each frame's patches, uses hard argmax targets (the image-side term carries no
+    gradient) and trains the prototypes from the decoder side, renormalising them in place each step; the lr is
+    1.5e-4 × batch/256 with batch 16.
 
     Not in the paper (echobench's choices):
 
     - ``head="dino"``: DINO heads (3-layer MLP, ``head_hidden_dim``, ``head_bottleneck_dim`` bottleneck, L2-norm,
       weight-normalised last layer to ``head_out_dim``; ``head_hidden_dim`` ``None`` = DINO's 2048 capped at 4× the
-      encoder width, so a ViT-T's heads do not outweigh it) with teacher centring (``center_momentum`` 0.9) and the
-      last layer frozen for ``freeze_last_layer_epochs``; the paper's literal linear heads without centring
-      (Eq. 3) are ``head="linear", center=False``. ``head_out_dim`` (4096) is not given in the paper.
+      encoder width, so a ViT-T's heads do not outweigh it) with DINO's teacher centring (EMA of the logits,
+      ``center_momentum`` 0.9) and the last layer frozen for ``freeze_last_layer_epochs``; the paper's literal
+      linear heads without centring (Eq. 3) are ``head="linear", center=False``. ``head_out_dim`` (4096) is not
+      given in the paper.
     - ``image_mask_ratio`` 0.5 (not given); image masks are uniform random over a frame's patches.
     - ``image_frames``: frames per clip the image self-distillation loss uses, drawn at random from the frames the
       image teacher encodes (``None`` = all of them, the paper's reading). A cost lever.
@@ -92,8 +126,8 @@ class DiscoverConfig(MethodConfig):
       R² 0.582 vs 0.580.
 
     All three loss terms, both teacher–student pairs (full-input EMA teachers, masked students) and Sinkhorn SCD
-    stay. The τ_t warm-up is a fraction of the run and needs no quick value: τ_t reaches 0.07 after 30/400 of the
-    run's epochs.
+    stay. The τ_t warm-up is a fraction of the run and needs no quick value: rounded to whole epochs, the quick
+    run's 30/400 share is none, so τ_t is 0.07 from the first step.
     """
 
     model: str = "vit_base"
@@ -118,6 +152,8 @@ class DiscoverConfig(MethodConfig):
     teacher_temp_end: float = 0.07
     teacher_temp_warmup_fraction: float = 30 / 400
     center_momentum: float = 0.9
+    center_from: CenterSource = "logits"
+    image_loss_scale: Literal["none", "per_256_frames"] = "none"
     ema_momentum: float = 0.996
     freeze_last_layer_epochs: int = 1
     scd_prototypes: int = 3000
@@ -193,7 +229,7 @@ def teacher_of(student: Branch) -> Branch:
 
 class Discover(Method):
     name = "discover"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = DiscoverConfig
     # Paper: batch 8, lr 1.5e-4, wd 0.05, 40 warm-up epochs of 400.
     pretrain_defaults: ClassVar[dict[str, Any]] = {
@@ -258,8 +294,8 @@ class Discover(Method):
 
     def teacher_temperature(self, state: TrainState) -> float:
         cfg = self.config
-        warmup_epochs = cfg.teacher_temp_warmup_fraction * state.total_steps / state.steps_per_epoch
-        return teacher_temperature(state.epoch_float, warmup_epochs, cfg.teacher_temp_start, cfg.teacher_temp_end)
+        warmup = warmup_epochs_of_run(cfg.teacher_temp_warmup_fraction, state.total_steps, state.steps_per_epoch)
+        return teacher_temperature(state.epoch, warmup, cfg.teacher_temp_start, cfg.teacher_temp_end)
 
     def pretrain_step(self, batch: ClipBatch, state: TrainState) -> LossOutput:
         cfg = self.config
@@ -293,6 +329,8 @@ class Discover(Method):
         image_out = self.image_student.encoder.forward_tokens(image_visible)
         image_student_logits = self.image_student.head(image_out[:, 0]).chunk(cfg.image_views)
         loss_image = dino_loss(image_student_logits, image_teacher_logits, self.image_center, cfg.student_temp, tau_t)
+        if cfg.image_loss_scale == "per_256_frames":
+            loss_image = loss_image * (256.0 / len(chosen))
 
         first_view = video_masks[:b]
         predicted = self.decoder(video_out[:b, 1:], first_view)
@@ -310,8 +348,10 @@ class Discover(Method):
         )
 
         if cfg.center:
-            self.video_center.copy_(update_center(self.video_center, video_teacher_logits, cfg.center_momentum))
-            self.image_center.copy_(update_center(self.image_center, image_teacher_logits, cfg.center_momentum))
+            pairs = ((self.video_center, video_teacher_logits), (self.image_center, image_teacher_logits))
+            for center, logits in pairs:
+                values = center_batch_values(logits, center, tau_t, cfg.center_from)
+                center.copy_(update_center(center, values, cfg.center_momentum))
         loss = loss_video + loss_image + loss_scd
         terms = {
             "video_distill": float(loss_video.detach()),

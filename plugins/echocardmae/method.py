@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from echobench.api import ClipBatch, ClipSpec, Embedding, LossOutput, Method, SampleMeta, TrainState
 from echobench.errors import UserError
 from echobench.models.decoder import MAEDecoder
-from echobench.models.masking import KeyAreaMask, gather_tokens, restricted_random_mask
+from echobench.models.masking import KeyAreaMask, MaskRounding, gather_tokens, restricted_random_mask
 from echobench.models.patches import normalized_pixel_targets, patchify
 from echobench.models.vit import VideoViT
 from echobench_plugins.config_checks import check_clip_geometry, check_open_unit
@@ -31,7 +31,12 @@ class EchoCardMAEConfig(VideoMAEConfig):
     decoder *(code)*; median-blur targets with a 3×3 kernel *(code)* (``blur=gaussian|mean`` are the paper's
     ablation options); alignment of two clips with different starts on the mean of each clip's visible encoder
     tokens after the final norm *(code)*; ``L = L_rec + λ·L_align``, λ = 0.2 (``loss_weighting=code``:
-    ``0.8·L_rec + 0.2·L_align``); batch 64, lr 1e-4, weight decay 0.05 (the paper's "0.5" read as a typo).
+    ``0.8·L_rec + 0.2·L_align``); batch 64, lr 1e-4, weight decay 0.05 (the paper's "0.5" read as a typo), AdamW
+    betas (0.9, 0.95) *(code)*.
+
+    Mask counts (``mask_rounding="visible"``, code: m1dsolo/EchoCardMAE utils.py ``random_mask_in_roi``): per time
+    slice ``int(k·(1 − 0.75))`` of the ``k`` key-area tokens stay visible and the rest are masked, e.g. 39 of the
+    code's 158-token ROI visible and 119 masked (``"masked"``, VideoMAE's rule, masks ``int(0.75·k)`` = 118).
 
     Key area: ``key_area=sector`` derives the sector from each sample's raw uint8 frames — a pixel belongs to it when
     it is above ``sector_threshold`` in any frame of the clip — and a token is a candidate when at least
@@ -42,9 +47,16 @@ class EchoCardMAEConfig(VideoMAEConfig):
     symmetric, τ = 0.1; ``align=paper_eq2`` is Eq. 2 read literally); ``sector_threshold`` 0 and
     ``sector_coverage`` 0.5; the ROI rectangle's form; normalised-pixel targets of the blurred clip (VideoMAE's
     ``norm_pix_loss``); both clips reconstructed, L_rec the mean of the two; per batch and time slice every sample
-    masks ``int(0.75·k)`` tokens with ``k`` the batch's smallest sector (larger sectors send their surplus tokens to
+    masks ``k − int(0.25·k)`` tokens with ``k`` the batch's smallest sector (larger sectors send their surplus tokens to
     the background, see :func:`echobench.models.masking.restricted_random_mask`); decoder depth 4 at half width
-    (VideoMAE's); AdamW betas (0.9, 0.95).
+    (VideoMAE's).
+
+    Where the authors' code (m1dsolo/EchoCardMAE pretrain.py) differs and echobench does not follow it: the key area
+    is one fixed hand-drawn 14×14 token map for every video (utils.py ``get_roi``, 158 tokens), where echobench
+    derives each clip's sector (``key_area=sector``); both clips of a sample share one mask, where echobench draws
+    one per clip; targets are the blurred frames without per-patch normalisation (``norm_pix_loss=false``);
+    pretraining starts from a VideoMAE ViT-S checkpoint (patch embedding interpolated from 16 to 8), where
+    echobench starts from scratch; batch 16 (the paper's 64 is the default), constant lr 1e-4.
     """
 
     model: str = "vit_small"
@@ -54,6 +66,7 @@ class EchoCardMAEConfig(VideoMAEConfig):
     patch: int = 8
     tubelet: int = 2
     mask_ratio: float = 0.75
+    mask_rounding: MaskRounding = "visible"
     key_area: Literal["sector", "roi"] = "sector"
     sector_threshold: int = 0
     sector_coverage: float = 0.5
@@ -100,17 +113,23 @@ def roi_tokens(size: int, patch: int, roi: tuple[float, float, float, float]) ->
 
 
 def key_area_mask(
-    candidates: torch.Tensor, grid: tuple[int, int, int], ratio: float, generator: torch.Generator
+    candidates: torch.Tensor,
+    grid: tuple[int, int, int],
+    ratio: float,
+    generator: torch.Generator,
+    rounding: MaskRounding = "visible",
 ) -> KeyAreaMask:
     """Key-area masking: spatial candidates ``(B, H'·W')`` repeated at every t', then ``ratio`` of them masked,
-    redrawn for each temporal slice."""
+    redrawn for each temporal slice; ``rounding="visible"`` keeps ``int(k·(1 − ratio))`` visible, as the code."""
     per_token = candidates[:, None, :].expand(-1, grid[0], -1).reshape(candidates.shape[0], -1)
-    return restricted_random_mask(per_token, ratio, grid, generator, per_frame=True, device=candidates.device)
+    return restricted_random_mask(
+        per_token, ratio, grid, generator, per_frame=True, device=candidates.device, rounding=rounding
+    )
 
 
 class EchoCardMAE(Method):
     name = "echocardmae"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = EchoCardMAEConfig
     pretrain_defaults: ClassVar[dict[str, Any]] = {
         "lr": 1e-4,
@@ -156,7 +175,9 @@ class EchoCardMAE(Method):
     def pretrain_step(self, batch: ClipBatch, state: TrainState) -> LossOutput:
         c = self.config
         clips = torch.cat(batch.views)
-        masks = key_area_mask(self.candidates(batch), self.encoder.grid, c.mask_ratio, mask_generator())
+        masks = key_area_mask(
+            self.candidates(batch), self.encoder.grid, c.mask_ratio, mask_generator(), c.mask_rounding
+        )
         visible = self.encoder(clips, mask=masks.hidden)
         prediction = self.decoder(visible, masks.masked, background=masks.background)
         patches = patchify(blur_target(clips, c.blur, c.blur_kernel), c.tubelet, c.patch)

@@ -23,7 +23,8 @@ class EchoVisionFMConfig(VideoMAEConfig):
     stride 2 (MIMIC-IV-ECHO), 224², random flips with probability 0.5 in pretraining; VideoMAE's recipe otherwise
     (normalised-pixel MSE on masked tubelets, decoder depth 4 at half width, AdamW β (0.9, 0.95), lr 1.5e-4·bs/256,
     wd 0.05). ``sampling=uniform`` takes 16 frames spread evenly over the whole video (the text's "uniformly
-    sampled 16 frames"), in pretraining and at evaluation.
+    sampled 16 frames"), in pretraining and at evaluation. Videos smaller than 224² (EchoNet's 112²) are upsampled
+    bilinearly, as the paper, by the decode cache (:func:`echobench.data.video_io.crop_resize`).
 
     Not in the paper (echobench choices): ``model`` ViT-B (the paper says "vanilla ViT"); horizontal and vertical
     flips drawn independently per clip (``hflip_p`` = ``vflip_p`` = 0.5; the paper says "random flip with a 0.5
@@ -62,7 +63,7 @@ def random_flips(clips: torch.Tensor, hflip_p: float, vflip_p: float, generator:
 
 class EchoVisionFM(VideoMAE):
     name = "echovisionfm"
-    version = "0.1.0"
+    version = "0.1.1"
     Config = EchoVisionFMConfig
 
     @classmethod

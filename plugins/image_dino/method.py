@@ -19,8 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig, TrainState
-from echobench.models.distill import DINOHead, dino_loss, ema_update_, update_center
-from echobench_plugins.discover.losses import teacher_temperature
+from echobench.models.distill import (
+    DINOHead,
+    dino_loss,
+    ema_update_,
+    teacher_temperature,
+    update_center,
+    warmup_epochs_of_run,
+)
 from echobench_plugins.image_dino.common import head_hidden_dim, require
 from echobench_plugins.image_dino.encoder import FrameViT
 
@@ -31,10 +37,12 @@ class ImageDINOConfig(MethodConfig):
 
     DINO (ViT-S/16 recipe): 2 global crops of scale (0.4, 1), local crops of scale (0.05, 0.4), head 3-layer MLP
     (hidden ``head_hidden_dim``: ``None`` = DINO's 2048 capped at 4× the encoder width) → 256 → weight-normed
-    ``head_out_dim``, τ_s = 0.1, τ_t 0.04 → 0.07 over the first 30 epochs (here 30/400 of the run's epochs, as
-    DISCOVER's schedule, so both scale alike in short runs), centre momentum 0.9, teacher EMA 0.996 → 1 (cosine),
-    last layer frozen in the first epoch; ``pretrain_defaults``: lr 5e-4 × batch/256, wd 0.04 → 0.4 (cosine),
-    AdamW betas (0.9, 0.999), 10 % warm-up.
+    ``head_out_dim``, τ_s = 0.1, τ_t 0.04 → 0.07 over the first 30 epochs as DINO's code, ``linspace(0.04, 0.07,
+    30)[epoch]`` constant within an epoch and 0.07 from epoch 29 on (code: facebookresearch/dino main_dino.py
+    ``DINOLoss``; here the 30 epochs are 30/400 of the run's epochs rounded to whole epochs, as DISCOVER's schedule,
+    so both scale alike in shorter runs and a run under 6⅔ epochs has no warm-up), centre momentum 0.9 (EMA of the
+    teacher logits), teacher EMA 0.996 → 1 (cosine), last layer frozen in the first epoch; ``pretrain_defaults``:
+    lr 5e-4 × batch/256, wd 0.04 → 0.4 (cosine), AdamW betas (0.9, 0.999), 10 % warm-up.
 
     Not DINO's (echobench's choices): ``local_crops`` 2 resized to the global size (the ViT's fixed position table
     has one size; DINO uses 10 crops at 96²); crops only, no flips or colour jitter (left–right orientation is
@@ -114,7 +122,7 @@ def random_resized_crops(
 
 class ImageDINO(Method):
     name = "image_dino"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = ImageDINOConfig
     pretrain_defaults: ClassVar[dict[str, Any]] = {
         "lr": 5e-4,
@@ -157,8 +165,8 @@ class ImageDINO(Method):
             teacher_logits = teacher_head(teacher_cls).chunk(cfg.global_crops)
         student_cls = self.student.encode_frames(torch.cat(crops))[:, 0]
         student_logits = self.student_head(student_cls).chunk(len(crops))
-        warmup_epochs = cfg.teacher_temp_warmup_fraction * state.total_steps / state.steps_per_epoch
-        tau_t = teacher_temperature(state.epoch_float, warmup_epochs, cfg.teacher_temp_start, cfg.teacher_temp_end)
+        warmup = warmup_epochs_of_run(cfg.teacher_temp_warmup_fraction, state.total_steps, state.steps_per_epoch)
+        tau_t = teacher_temperature(state.epoch, warmup, cfg.teacher_temp_start, cfg.teacher_temp_end)
         loss = dino_loss(student_logits, teacher_logits, self.center, cfg.student_temp, tau_t)
         self.center.copy_(update_center(self.center, teacher_logits, cfg.center_momentum))
         return LossOutput(loss=loss, terms={"dino": float(loss.detach()), "teacher_temp": tau_t})

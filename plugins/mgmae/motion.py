@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from echobench.models.masking import MaskRounding, masked_count
+
 #: OpenCV's documented example parameters of ``calcOpticalFlowFarneback`` (pyr_scale, levels, winsize, iterations,
 #: poly_n, poly_sigma, flags).
 FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)
@@ -86,10 +88,14 @@ def warp_from_base(noise: torch.Tensor, displacement: torch.Tensor, base: int) -
     return torch.stack(slices, dim=1)
 
 
-def top_k_per_slice(values: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Mask ``(B, T'·H'·W')`` (t-major, True = masked) hiding the ``int(ratio·H'W')`` highest values of every slice
-    of ``values`` ``(B, T', H', W')``: the mask ratio holds exactly per slice and every row has equal counts."""
+def top_k_per_slice(values: torch.Tensor, ratio: float, rounding: MaskRounding = "visible") -> torch.Tensor:
+    """Mask ``(B, T'·H'·W')`` (t-major, True = masked) hiding the :func:`~echobench.models.masking.masked_count`
+    highest values of every slice of ``values`` ``(B, T', H', W')``: the mask ratio holds exactly per slice and every
+    row has equal counts.
+
+    ``rounding="visible"`` keeps ``int(H'W'·(1 − ratio))`` tokens of each slice visible, as MGMAE's code
+    (code: MCG-NJU/MGMAE engine_for_mgmae.py ``get_build_mask_volume_func``, ``torch.topk`` per slice)."""
     b, t, h, w = values.shape
     flat = values.reshape(b, t, h * w)
     ranks = (-flat).argsort(dim=-1).argsort(dim=-1)
-    return (ranks < int(ratio * h * w)).reshape(b, t * h * w)
+    return (ranks < masked_count(h * w, ratio, rounding)).reshape(b, t * h * w)

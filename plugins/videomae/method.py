@@ -19,7 +19,7 @@ from echobench.api import ClipBatch, Embedding, LossOutput, Method, MethodConfig
 from echobench.config import ranged
 from echobench.distributed import batch_rows
 from echobench.models.decoder import MAEDecoder
-from echobench.models.masking import gather_tokens, tube_mask
+from echobench.models.masking import MaskRounding, gather_tokens, tube_mask
 from echobench.models.patches import normalized_pixel_targets, patchify
 from echobench.models.vit import VideoViT
 
@@ -35,8 +35,17 @@ MAE_PRETRAIN_DEFAULTS: dict[str, Any] = {
 
 @dataclass
 class VideoMAEConfig(MethodConfig):
+    """VideoMAE's hyperparameters (METHODS.md): tube masking at 0.9, decoder depth 4 at half the encoder's width,
+    per-patch normalised pixel targets.
+
+    ``mask_rounding`` = ``"masked"``: ``int(ratio·H'W')`` positions masked per sample (code: MCG-NJU/VideoMAE
+    masking_generator.py ``TubeMaskingGenerator``); ``"visible"`` keeps ``int(H'W'·(1 − ratio))`` visible instead,
+    the rule of MGMAE's and EchoCardMAE's code (:data:`echobench.models.masking.MaskRounding`).
+    """
+
     model: str = "vit_small"
     mask_ratio: float = ranged(0.9, gt=0, lt=1)
+    mask_rounding: MaskRounding = "masked"
     decoder_dim: int | None = ranged(None, ge=1)
     decoder_depth: int = ranged(4, ge=1)
     decoder_heads: int | None = ranged(None, ge=1)
@@ -83,7 +92,8 @@ class VideoMAE(Method):
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, ())))
         # Masks drawn for the global batch: a distributed run masks each clip as the single-process run does.
         total, rows = batch_rows(batch.clips.shape[0])
-        return tube_mask(total, self.encoder.grid, self.config.mask_ratio, generator)[rows]
+        cfg = self.config
+        return tube_mask(total, self.encoder.grid, cfg.mask_ratio, generator, rounding=cfg.mask_rounding)[rows]
 
     def pixel_patches(self, clips: torch.Tensor) -> torch.Tensor:
         """Per-token pixel vectors ``(B, N, prediction_dim)``, normalised per patch when ``norm_pix_loss``."""
