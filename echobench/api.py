@@ -258,6 +258,10 @@ class Method(nn.Module, abc.ABC):
     #: "pretrain": {...}}}``), before ``--set``: e.g. DISCOVER's quick profile trains the image branch on fewer
     #: frames so that a cold quick run fits the same budget as every other method. They enter the config hash.
     profile_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    #: Where the paper profile's values come from, by ``section.field`` (``"pretrain.epochs"``, ``"method.frames"``):
+    #: ``"paper: Appendix C"``, ``"code: repo/file"`` or ``"choice: why"``. ``--dry-run`` prints it beside each
+    #: value; a value not named here is the plugin's or the harness's default.
+    sources: ClassVar[dict[str, str]] = {}
     encoder: VideoEncoder
 
     def __init__(self, config: MethodConfig) -> None:

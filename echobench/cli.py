@@ -47,6 +47,16 @@ ConfigOption = Annotated[
 ]
 
 
+DryRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Resolve everything and print the plan (geometry, epochs, steps, batch, lr, where each value comes "
+        "from); reads only the label table, trains and decodes nothing",
+    ),
+]
+
+
 def _with_config(config: Path | None, sets: list[str] | None) -> list[str]:
     from echobench.config import config_file_sets
 
@@ -80,6 +90,7 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Evaluate again even when an identical run already has a result file")
     ] = False,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Pretrain (or reuse a checkpoint), evaluate with a protocol, track in MLflow and write a result file."""
     from echobench.distributed import launched
@@ -90,6 +101,12 @@ def run(
         raise UserError("torchrun runs echobench pretrain only; pretrain under torchrun, then echobench run once")
 
     sets = _with_config(config, set_)
+    if dry_run:
+        from echobench.plan import plan_run
+
+        plan = plan_run(method, protocol, dataset=dataset, data_root=data_root, task=task, sets=sets, profile=profile)
+        _show_plan(plan, as_json)
+        return
     resolved = resolve(
         method,
         protocol,
@@ -168,6 +185,8 @@ def pretrain(
     set_: SetOption = None,
     config: ConfigOption = None,
     profile: ProfileOption = "quick",
+    dry_run: DryRunOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the plan as JSON on stdout")] = False,
 ) -> None:
     """Pretrain a method (resuming an interrupted run); reuses a finished checkpoint of the same config.
 
@@ -175,6 +194,14 @@ def pretrain(
     from echobench.distributed import launched, shutdown
     from echobench.runner import pretrain_only
 
+    if dry_run:
+        from echobench.plan import plan_pretraining
+
+        plan = plan_pretraining(
+            method, dataset=dataset, data_root=data_root, sets=_with_config(config, set_), profile=profile
+        )
+        _show_plan(plan, as_json)
+        return
     pretrained = pretrain_only(method, _with_config(config, set_), profile, dataset, data_root)
     shutdown()
     if launched().is_main:
@@ -522,6 +549,52 @@ def _summary_table(summary: dict[str, Any]) -> Table:
         table.add_row(*cells)
     table.caption = f"checkpoint {summary['checkpoint_hash']}; per-row values in the result JSON"
     return table
+
+
+def _show_plan(plan: dict[str, Any], as_json: bool) -> None:
+    """A plan for people (stderr) and, with ``--json``, as one JSON object on stdout."""
+    from echobench.results import json_safe
+
+    pre = plan["pretrain"]
+    model = plan["model"]
+    console.print(
+        f"[bold]{plan['method']}[/] on {plan['dataset']} ({plan['profile']} profile): {model['model']}, "
+        f"{model['frames']} frames at stride {model['stride']}, {model['size']}², patch {model['patch']}, "
+        f"tubelet {model['tubelet']}",
+        highlight=False,
+    )
+    if pre["trainable"]:
+        console.print(
+            f"pretraining: {pre['epochs']:g} epochs × {pre['steps_per_epoch']} steps/epoch = {pre['steps']:,} steps "
+            f"({pre['num_videos']} videos, global batch {pre['batch_size']}); lr {pre['lr']:g} "
+            f"(effective {pre['lr_effective']:.3g}, {pre['lr_scaling']} scaling), warm-up {pre['warmup_steps']:,} "
+            f"steps ({pre['warmup_epochs']:g} epochs); checkpoint {plan['checkpoint']['hash']} "
+            f"{'exists' if plan['checkpoint']['complete'] else 'to train'}",
+            highlight=False,
+        )
+    else:
+        console.print("pretraining: none (the method has nothing to train)")
+    protocol = plan.get("protocol")
+    if protocol is not None:
+        length = protocol.get("length")
+        extra = (
+            f": {length['epochs']:g} epochs × {length['steps_per_epoch']} steps/epoch = {length['steps']:,} steps"
+            if length
+            else ""
+        )
+        console.print(f"protocol {protocol['name']} (v{protocol['version']}) on task {plan['task']}{extra}")
+    table = Table(title="where each value comes from")
+    for column in ("setting", "value", "set by", "source"):
+        table.add_column(column, overflow="fold")
+    for row in plan["values"]:
+        value = row["value"]
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        table.add_row(row["key"], shown, row["set_by"], row["source"] or "")
+    console.print(table)
+    for problem in plan["problems"]:
+        console.print(f"[bold yellow]would stop:[/] {problem}", highlight=False, soft_wrap=True)
+    if as_json:
+        sys.stdout.write(json.dumps(json_safe(plan)) + "\n")
 
 
 def _fmt(value: Any) -> str:

@@ -112,17 +112,26 @@ def check_ranges(config: Any, *, where: str) -> None:
 class PretrainConfig:
     """The harness's pretraining loop; a method's ``pretrain_defaults`` and ``--set pretrain.x=`` override it.
 
+    Length: ``epochs`` (passes over the pretraining set, as every paper gives it) or, when ``epochs`` is unset,
+    ``steps``. A run in epochs trains ``round(epochs × steps_per_epoch)`` optimiser steps, where ``steps_per_epoch``
+    is the number of full global batches in the videos actually pretrained on (after ``data.pretrain_filter``);
+    :mod:`echobench.run_length` derives it before the checkpoint is hashed. Warm-up: ``warmup_epochs`` when set,
+    else ``warmup_fraction`` of the steps. A layer of settings (profile, ``--config``, ``--set``) that gives
+    ``steps`` without ``epochs`` switches the run to steps (see :func:`apply_pretrain_overrides`).
+
     ``weight_decay_end`` (optional) makes weight decay follow a cosine from ``weight_decay`` to it over the run
     (V-JEPA: 0.04 → 0.4). ``init_from`` is a local weight file (safetensors, or a torch state dict read with
     ``weights_only=True``) that pretraining starts from; its content hash, not its path, enters the checkpoint hash.
     """
 
     steps: int = ranged(2000, ge=1)
+    epochs: float | None = ranged(None, gt=0)
     batch_size: int = ranged(8, ge=1)
     lr: float = ranged(1.5e-4, gt=0)
     lr_scaling: Literal["linear", "none"] = "linear"
     min_lr_ratio: float = ranged(0.01, ge=0, le=1)
     warmup_fraction: float = ranged(0.1, ge=0, lt=1)
+    warmup_epochs: float | None = ranged(None, ge=0)
     weight_decay: float = ranged(0.05, ge=0)
     weight_decay_end: float | None = ranged(None, ge=0)
     betas: tuple[float, float] = ranged((0.9, 0.95), ge=0, lt=1)
@@ -162,6 +171,31 @@ class RunSpec:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
     protocol: dict[str, Any] = field(default_factory=dict)
+
+
+#: Fields that say how long a run is in epochs; a settings layer that names ``steps`` switches the run to steps
+#: (a quick profile, or ``--set pretrain.steps=50`` on top of a paper profile in epochs).
+EPOCH_FIELDS = ("epochs", "warmup_epochs")
+
+
+def apply_pretrain_overrides(config: PretrainConfig, overrides: dict[str, Any], *, where: str) -> PretrainConfig:
+    """:func:`apply_overrides` for :class:`PretrainConfig`, with the length rule: a layer giving ``steps`` means a
+    run in steps and clears ``epochs`` and, unless it gives one, ``warmup_epochs``; a layer giving both ``steps``
+    and ``epochs`` is ambiguous and refused."""
+    if "steps" in overrides and overrides.get("epochs") is not None:
+        raise UserError(
+            f"{where}: set either steps or epochs, not both (got steps={overrides['steps']!r}, "
+            f"epochs={overrides['epochs']!r})"
+        )
+    if "steps" in overrides:
+        overrides = {**dict.fromkeys(EPOCH_FIELDS), **overrides}
+    return apply_overrides(config, overrides, where=where)
+
+
+def pretrain_record(config: PretrainConfig) -> dict[str, Any]:
+    """``config`` as recorded in checkpoints, hashes and results: unset epoch fields are left out, so a run in
+    steps records (and hashes) exactly what it did before training length could be given in epochs."""
+    return {k: v for k, v in to_dict(config).items() if not (k in EPOCH_FIELDS and v is None)}
 
 
 def parse_set(items: list[str] | None) -> dict[str, dict[str, Any]]:

@@ -20,7 +20,7 @@ import torch
 from echobench import checkpoint as ckpt
 from echobench import distributed
 from echobench.api import ClipBatch, Method
-from echobench.config import PretrainConfig, stable_hash, to_dict
+from echobench.config import PretrainConfig, pretrain_record, stable_hash
 from echobench.console import console
 from echobench.data.base import VideoDataset
 from echobench.data.decode_cache import DecodeCache
@@ -29,6 +29,7 @@ from echobench.data.tasks import get_task
 from echobench.errors import UserError
 from echobench.init_weights import file_hash, load_init_weights
 from echobench.paths import checkpoints_dir
+from echobench.run_length import RunLength, run_length, sized
 from echobench.train import TrainLoop, complete_groups
 
 RESULT_NEUTRAL_FIELDS = ("checkpoint_every", "log_every", "num_workers", "device")
@@ -49,7 +50,7 @@ def checkpoint_hash(
     splits: tuple[str, ...],
     pretrain_filter: str | None = None,
 ) -> str:
-    relevant = {k: v for k, v in to_dict(pretrain).items() if k not in RESULT_NEUTRAL_FIELDS}
+    relevant = {k: v for k, v in pretrain_record(pretrain).items() if k not in RESULT_NEUTRAL_FIELDS}
     if pretrain.init_from is not None:
         relevant["init_from"] = file_hash(pretrain.init_from)
     data = [dataset.name, dataset.content_hash()]
@@ -166,12 +167,15 @@ def normalisation(dataset: VideoDataset, cache: DecodeCache) -> tuple[float, flo
 
 @dataclass
 class Located:
-    """A freshly built method and where its checkpoint lives; ``ready`` when no training is needed."""
+    """A freshly built method, its pretraining config sized to the pretraining set (``pretrain.steps`` derived from
+    ``pretrain.epochs``), that run's length, and where its checkpoint lives; ``ready`` when no training is needed."""
 
     method: Method
     checkpoint_hash: str
     folder: Path
     meta: ckpt.CheckpointMeta | None
+    pretrain: PretrainConfig
+    length: RunLength | None
 
     @property
     def ready(self) -> bool:
@@ -187,14 +191,17 @@ def locate(
     pretrain_filter: str | None = None,
 ) -> Located:
     method = build_method(method_cls, method_config, pretrain.seed)
+    length = None
+    if method.trainable:
+        length = run_length(pretrain, len(pretraining_table(dataset, splits, pretrain_filter)))
+        pretrain = sized(pretrain, length.num_videos)
     key = checkpoint_hash(method, pretrain, dataset, splits, pretrain_filter)
     folder = checkpoints_dir() / method.name / key
-    return Located(method, key, folder, ckpt.read_meta(folder))
+    return Located(method, key, folder, ckpt.read_meta(folder), pretrain, length)
 
 
 def obtain(
     located: Located,
-    pretrain: PretrainConfig,
     dataset: VideoDataset,
     cache: DecodeCache,
     splits: tuple[str, ...],
@@ -204,6 +211,7 @@ def obtain(
 ) -> Pretrained:
     """Return the pretrained method, training (or resuming) only when no finished checkpoint matches."""
     method, key, folder, meta = located.method, located.checkpoint_hash, located.folder, located.meta
+    pretrain = located.pretrain
     if meta is not None and meta.complete:
         ckpt.load_model(folder, method, method=method.name)
         return Pretrained(method, key, folder, meta)
@@ -215,7 +223,7 @@ def obtain(
         init = load_init_weights(method, pretrain.init_from, f"method {method.name!r}", method.map_init_weights)
     extra = {
         "checkpoint_hash": key,
-        "pretrain_config": to_dict(pretrain),
+        "pretrain_config": pretrain_record(pretrain),
         "dataset": dataset.name,
         "dataset_hash": dataset.content_hash(),
         "pretrain_splits": list(splits),
@@ -224,6 +232,7 @@ def obtain(
         "num_pretrained_videos": len(pretrained_ids),
         "pretrain_filter": pretrain_filter,
         "init_from": init,
+        "length": None if located.length is None else located.length.record(),
     }
 
     def make_meta(step: int, complete: bool) -> ckpt.CheckpointMeta:
@@ -255,7 +264,7 @@ def obtain(
         pretrain,
         folder,
         make_meta,
-        steps_per_epoch=max(1, len(clips) // pretrain.batch_size),
+        steps_per_epoch=located.length.steps_per_epoch if located.length is not None else 1,
         description=f"pretrain {method.name}",
         sink=sink,
         stop_after=stop_after,

@@ -18,7 +18,15 @@ from echobench import distributed, registry
 from echobench.api import ClipSpec, Method
 from echobench.atomic import atomic_path
 from echobench.checkpoint import read_meta
-from echobench.config import DataConfig, PretrainConfig, apply_overrides, parse_set, to_dict
+from echobench.config import (
+    DataConfig,
+    PretrainConfig,
+    apply_overrides,
+    apply_pretrain_overrides,
+    parse_set,
+    pretrain_record,
+    to_dict,
+)
 from echobench.console import console
 from echobench.context import CONTROLLED_SPLIT, ProtocolContext
 from echobench.data.base import VideoDataset
@@ -70,20 +78,56 @@ class Resolved:
     row_checks: RowChecks | None = None
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One source of config values, in the order they are applied: ``name`` says who set them (``--dry-run``
+    prints it beside each value)."""
+
+    name: str
+    method: dict[str, Any]
+    pretrain: dict[str, Any]
+    #: How an error names the method and pretraining parts of this layer.
+    where: tuple[str, str]
+
+
+def config_layers(method_cls: type[Method], profile: str, overrides: dict[str, dict[str, Any]]) -> list[Layer]:
+    """The layers of a run's method and pretraining config, first applied first: the plugin's defaults, the
+    harness profile, the plugin's own settings for that profile, then ``--config``/``--set``."""
+    preset = profile_overrides(profile)
+    own = method_cls.profile_overrides.get(profile, {})
+    name = method_cls.name
+    return [
+        Layer(f"{name} defaults", {}, dict(method_cls.pretrain_defaults), ("", f"{name} pretrain_defaults")),
+        Layer(
+            f"profile {profile}",
+            dict(preset.get("method", {})),
+            dict(preset.get("pretrain", {})),
+            (f"profile {profile} method", f"profile {profile} pretrain"),
+        ),
+        Layer(
+            f"{name} profile {profile}",
+            dict(own.get("method", {})),
+            dict(own.get("pretrain", {})),
+            (f"{name} profile {profile} method", f"{name} profile {profile} pretrain"),
+        ),
+        Layer(
+            "--set",
+            dict(overrides.get("method", {})),
+            dict(overrides.get("pretrain", {})),
+            (f"method {name}", "pretrain"),
+        ),
+    ]
+
+
 def resolve_pretraining(
     method: str, sets: list[str] | None, profile: str, dataset: str | None = None, data_root: str | None = None
 ) -> tuple[type[Method], Any, PretrainConfig, DataConfig, dict[str, dict[str, Any]]]:
     overrides = parse_set(sets)
-    preset = profile_overrides(profile)
     method_cls = registry.load_method(method)
-    own = method_cls.profile_overrides.get(profile, {})
-    method_config = apply_overrides(method_cls.Config(), preset.get("method", {}), where=f"profile {profile} method")
-    method_config = apply_overrides(method_config, own.get("method", {}), where=f"{method} profile {profile} method")
-    method_config = apply_overrides(method_config, overrides.get("method", {}), where=f"method {method}")
-    pretrain = apply_overrides(PretrainConfig(), method_cls.pretrain_defaults, where=f"{method} pretrain_defaults")
-    pretrain = apply_overrides(pretrain, preset.get("pretrain", {}), where=f"profile {profile} pretrain")
-    pretrain = apply_overrides(pretrain, own.get("pretrain", {}), where=f"{method} profile {profile} pretrain")
-    pretrain = apply_overrides(pretrain, overrides.get("pretrain", {}), where="pretrain")
+    method_config, pretrain = method_cls.Config(), PretrainConfig()
+    for layer in config_layers(method_cls, profile, overrides):
+        method_config = apply_overrides(method_config, layer.method, where=layer.where[0])
+        pretrain = apply_pretrain_overrides(pretrain, layer.pretrain, where=layer.where[1])
     data = DataConfig(dataset=dataset or "synthecho", root=data_root)
     data = apply_overrides(data, overrides.get("data", {}), where="data")
     check_split_names(data.pretrain_splits)
@@ -132,6 +176,10 @@ def resolve(
     config_values.update(
         {k: v for k, v in protocol_overrides.items() if not k.startswith("eval_clips.") and k not in CONTROL_SETTINGS}
     )
+    # A step count given on the command line means steps, over a profile's epochs.
+    for steps_name, epochs_name in STEP_TWINS.items():
+        if steps_name in protocol_overrides and epochs_name not in protocol_overrides and epochs_name in config_values:
+            config_values[epochs_name] = None
     protocol_config = family.config_from_dict(config_values)
     control = frame_control(protocol_overrides)
     if control != "none":
@@ -162,6 +210,10 @@ def resolve(
     )
     resolved_eval_spec(resolved)
     return resolved
+
+
+#: Protocol settings in steps and their twins in epochs (the paper profile's fine-tuning length).
+STEP_TWINS = {"steps": "epochs", "eval_every": "eval_every_epochs"}
 
 
 def clips_setting(value: Any) -> dict[str, Any]:
@@ -263,7 +315,7 @@ def pretrain_tracked(
     splits = tuple(data.pretrain_splits)
     located = locate(method_cls, method_config, pretrain, dataset, splits, data.pretrain_filter)
     if located.meta is not None and located.meta.complete:
-        return obtain(located, pretrain, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
+        return obtain(located, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
     if not distributed.current().is_main:
         # Rank 0 holds the checkpoint lock for the whole process group; the other ranks train alongside it.
         return _pretrain_tracked(located, method_cls, method_config, pretrain, data, dataset, cache, profile)
@@ -285,16 +337,17 @@ def _pretrain_tracked(
 ) -> Pretrained:
     splits = tuple(data.pretrain_splits)
     if located.ready or not distributed.current().is_main:
-        return obtain(located, pretrain, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
+        return obtain(located, dataset, cache, splits, pretrain_filter=data.pretrain_filter)
     params = {
         "method": to_dict(method_config),
-        "pretrain": to_dict(pretrain),
+        "pretrain": pretrain_record(located.pretrain),
+        "length": None if located.length is None else located.length.record(),
         "data": to_dict(data),
         "profile": profile,
     }
     tags = {"echobench.kind": "pretrain", "echobench.method": method_cls.name, "echobench.dataset": dataset.name}
     with start_run("echobench-pretrain", f"{method_cls.name}-{dataset.name}", params, tags) as run:
-        pretrained = obtain(located, pretrain, dataset, cache, splits, sink=run, pretrain_filter=data.pretrain_filter)
+        pretrained = obtain(located, dataset, cache, splits, sink=run, pretrain_filter=data.pretrain_filter)
         run.set_tags(
             {"echobench.checkpoint_hash": pretrained.checkpoint_hash, "echobench.checkpoint": str(pretrained.folder)}
         )
@@ -363,9 +416,10 @@ def execute(resolved: Resolved, *, force: bool = False) -> Outcome:
     started = time.perf_counter()
     dataset = open_dataset(resolved.data)
     splits = tuple(resolved.data.pretrain_splits)
-    checkpoint = locate(
+    located = locate(
         resolved.method_cls, resolved.method_config, resolved.pretrain, dataset, splits, resolved.data.pretrain_filter
-    ).checkpoint_hash
+    )
+    checkpoint = located.checkpoint_hash
     identity = evaluation_identity(resolved, dataset, checkpoint)
     run = run_hash(identity)
     path = result_path(resolved.method_cls.name, checkpoint, dataset.name, resolved.protocol.name,
@@ -387,7 +441,8 @@ def execute(resolved: Resolved, *, force: bool = False) -> Outcome:
             "run_hash": run,
             "profile": resolved.profile,
             "overrides": resolved.overrides,
-            "pretrain_config": to_dict(resolved.pretrain),
+            "pretrain_config": pretrain_record(located.pretrain),
+            "pretrain_length": None if located.length is None else located.length.record(),
             "pretrained_steps": context.pretrained.meta.step,
             "pretrain_splits": sorted(context.pretrained.meta.extra.get("pretrain_splits", [])),
             **leakage(context.evaluated, pretrained_video_ids(context.pretrained, dataset)),
@@ -446,7 +501,7 @@ def _run_name(resolved: Resolved) -> str:
 def _tracked_params(resolved: Resolved, identity: dict[str, Any]) -> dict[str, Any]:
     return {
         "method": identity["method_config"],
-        "pretrain": to_dict(resolved.pretrain),
+        "pretrain": pretrain_record(resolved.pretrain),
         "protocol": {
             "name": resolved.protocol.name,
             "version": resolved.protocol.version,

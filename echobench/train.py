@@ -26,6 +26,7 @@ from echobench.api import LossOutput, TrainState
 from echobench.config import PretrainConfig
 from echobench.console import progress_bar
 from echobench.errors import UserError
+from echobench.run_length import warmup_steps
 
 
 class MetricSink(Protocol):
@@ -117,14 +118,18 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
 
 
 def cosine_value(step: int, total: int, start: float, end: float) -> float:
-    """Cosine from ``start`` at step 0 to ``end`` at the last step (DINO's and V-JEPA's weight-decay schedule)."""
+    """Cosine from ``start`` at step 0 to ``end`` at the last step: progress ``s / (T − 1)``, so both ends are
+    reached within the run. Not DINO's or V-JEPA's form: DINO's ``cosine_scheduler`` (facebookresearch/dino
+    ``utils.py``) evaluates progress ``s / T`` and V-JEPA's ``CosineWDSchedule`` (facebookresearch/jepa
+    ``src/utils/schedulers.py``) ``(s + 1) / T``; the three differ by at most one step's worth of progress."""
     progress = min(1.0, step / max(1, total - 1))
     return end + (start - end) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def scheduled(config: PretrainConfig, step: int) -> tuple[float, float]:
-    """The learning rate and weight decay of step ``step`` (before group scales): a pure function of the step."""
-    warmup = int(config.warmup_fraction * config.steps)
+def scheduled(config: PretrainConfig, step: int, steps_per_epoch: int = 1) -> tuple[float, float]:
+    """The learning rate and weight decay of step ``step`` (before group scales): a pure function of the step.
+    ``steps_per_epoch`` converts a warm-up given in epochs (``warmup_epochs``) into steps."""
+    warmup = warmup_steps(config, steps_per_epoch)
     lr = config.effective_lr * lr_factor(step, config.steps, warmup, config.min_lr_ratio)
     if config.weight_decay_end is None:
         return lr, config.weight_decay
@@ -135,9 +140,11 @@ def step_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
 
 
-def apply_schedule(optimizer: torch.optim.Optimizer, config: PretrainConfig, step: int) -> tuple[float, float]:
+def apply_schedule(
+    optimizer: torch.optim.Optimizer, config: PretrainConfig, step: int, steps_per_epoch: int = 1
+) -> tuple[float, float]:
     """Set every group's lr and weight decay for step ``step`` from the schedules and the group's scales."""
-    lr, weight_decay = scheduled(config, step)
+    lr, weight_decay = scheduled(config, step, steps_per_epoch)
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
         group["weight_decay"] = weight_decay * group.get("wd_scale", 1.0)
@@ -213,7 +220,7 @@ class TrainLoop:
                     terms["grad_norm"] = float(nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
                 if self.before_optimizer_step is not None:
                     self.before_optimizer_step(state, optimizer)
-                terms["lr"], terms["weight_decay"] = apply_schedule(optimizer, cfg, step)
+                terms["lr"], terms["weight_decay"] = apply_schedule(optimizer, cfg, step, self.steps_per_epoch)
                 optimizer.step()
                 if self.after_step is not None:
                     self.after_step(state)

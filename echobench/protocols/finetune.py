@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,11 +57,15 @@ from echobench.train import TrainLoop, resolve_device
 
 @dataclass
 class FinetuneConfig:
-    """Protocol settings; field names match ``protocols/finetune-partial.yaml`` and ``finetune-full.yaml``."""
+    """Protocol settings; field names match ``protocols/finetune-partial.yaml`` and ``finetune-full.yaml``.
+
+    Length: ``epochs`` passes over the labelled training videos when set (the paper profile), else ``steps``;
+    ``eval_every_epochs`` likewise replaces ``eval_every`` (see :func:`in_steps`)."""
 
     unfreeze: int = 3
     head: HeadKind = "linear"
     steps: int = 500
+    epochs: float | None = None
     batch_size: int = 8
     lr: float = 1e-4
     head_lr_scale: float = 10.0
@@ -70,6 +74,7 @@ class FinetuneConfig:
     warmup_fraction: float = 0.1
     grad_clip: float = 1.0
     eval_every: int = 100
+    eval_every_epochs: float | None = None
     amp: str = "auto"
     aggregate: Aggregate = "mean"
     ci_resamples: int = 1000
@@ -85,6 +90,10 @@ class FinetuneConfig:
         for name in ("steps", "batch_size", "eval_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"fine-tuning: {name} must be >= 1, got {getattr(self, name)}")
+        for name in EPOCH_SETTINGS:
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UserError(f"fine-tuning: {name} must be > 0, got {value}")
         if not (self.lr > 0 and self.head_lr_scale > 0 and 0 < self.layer_decay <= 1):
             raise UserError("fine-tuning: lr and head_lr_scale must be > 0 and layer_decay in (0, 1]")
         if self.amp not in ("auto", "bf16", "off"):
@@ -93,6 +102,27 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> FinetuneConfig:
         return config_from_mapping(cls, values, "fine-tuning")
+
+
+#: Settings in epochs; each replaces its step-count twin (``steps``, ``eval_every``) when set.
+EPOCH_SETTINGS = ("epochs", "eval_every_epochs")
+
+
+def in_steps(cfg: FinetuneConfig, num_train_videos: int) -> tuple[FinetuneConfig, int]:
+    """``cfg`` with its epoch settings turned into steps (``round(epochs × steps_per_epoch)``, steps per epoch =
+    full batches of the labelled training videos), and the steps per epoch."""
+    per_epoch = max(1, num_train_videos // cfg.batch_size)
+    changes: dict[str, int] = {}
+    if cfg.epochs is not None:
+        changes["steps"] = max(1, round(cfg.epochs * per_epoch))
+    if cfg.eval_every_epochs is not None:
+        changes["eval_every"] = max(1, round(cfg.eval_every_epochs * per_epoch))
+    return replace(cfg, **changes), per_epoch
+
+
+def hashed_settings(cfg: FinetuneConfig) -> dict[str, Any]:
+    """The settings a fine-tune's identity hashes: unset epoch settings left out, so a run in steps keeps its hash."""
+    return {k: v for k, v in asdict(cfg).items() if not (k in EPOCH_SETTINGS and v is None)}
 
 
 class FinetuneModel(nn.Module):
@@ -160,9 +190,9 @@ def gradient_check(encoder: nn.Module, plugin: str) -> Any:
 
 
 def run_finetune_family(ctx: ProtocolContext) -> ProtocolResult:
-    cfg: FinetuneConfig = ctx.config
     task = ctx.task
     train_table, train_targets = ctx.labelled("train")
+    cfg, steps_per_epoch = in_steps(ctx.config, len(train_table))
     val_table, val_targets = ctx.labelled("val")
     test_table, test_targets = ctx.labelled("test")
     for name, table in (("train", train_table), ("val", val_table), ("test", test_table)):
@@ -226,7 +256,7 @@ def run_finetune_family(ctx: ProtocolContext) -> ProtocolResult:
 
     key = stable_hash(
         "encoder-only",
-        asdict(cfg),
+        hashed_settings(cfg),
         task.name,
         task.version,
         ctx.dataset.content_hash(),
@@ -256,7 +286,15 @@ def run_finetune_family(ctx: ProtocolContext) -> ProtocolResult:
     return ProtocolResult(
         metrics=task_metrics(task, test_targets, pred, score),
         ci=ci,
-        chosen={"step": best_step, "head": cfg.head, "unfreeze": cfg.unfreeze, "layer_decay": cfg.layer_decay},
+        chosen={
+            "step": best_step,
+            "head": cfg.head,
+            "unfreeze": cfg.unfreeze,
+            "layer_decay": cfg.layer_decay,
+            "steps": cfg.steps,
+            "steps_per_epoch": steps_per_epoch,
+            "epochs": round(cfg.steps / steps_per_epoch, 6),
+        },
         val_metrics=task_metrics(task, val_targets, val_pred, val_score),
         predictions=frame,
         **interval_unit(ci, patients, len(test_ids)),
@@ -310,7 +348,7 @@ def _loop(
             complete=complete,
             extra={
                 "finetune_of": ctx.pretrained.checkpoint_hash,
-                "protocol_config": asdict(cfg),
+                "protocol_config": hashed_settings(cfg),
                 "best_step": loop.best_step,
                 "validation_history": [list(h) for h in loop.history],
             },

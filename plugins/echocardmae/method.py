@@ -137,6 +137,24 @@ class EchoCardMAE(Method):
         "batch_size": 64,
         "betas": (0.9, 0.95),
         "weight_decay": 0.05,
+        "epochs": 1600,
+    }
+    # The paper gives no schedule; the authors' code keeps lr 1e-4 constant with no warm-up.
+    profile_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "paper": {"pretrain": {"warmup_epochs": 0, "min_lr_ratio": 1.0}}
+    }
+    sources: ClassVar[dict[str, str]] = {
+        "pretrain.epochs": "paper: 'Foundation model training' (1600 epochs)",
+        "pretrain.batch_size": "paper: 'Foundation model training' (batch 64; the code uses 16)",
+        "pretrain.lr": "paper: 'Foundation model training' (lr 1e-4)",
+        "pretrain.weight_decay": "choice: the paper's 0.5 read as 0.05 (the code's value)",
+        "pretrain.warmup_epochs": "code: m1dsolo/EchoCardMAE pretrain.py (constant lr, no warm-up)",
+        "pretrain.min_lr_ratio": "code: m1dsolo/EchoCardMAE pretrain.py (constant lr)",
+        "method.model": "paper: 'Foundation model training' (ViT-S)",
+        "method.frames": "paper: 'Foundation model training' (16 frames)",
+        "method.stride": "paper: 'Foundation model training' (stride 4)",
+        "method.patch": "code: m1dsolo/EchoCardMAE (patch 8; the paper says ViT-S/16)",
+        "method.mask_ratio": "code: m1dsolo/EchoCardMAE (0.75 of sector tokens)",
     }
 
     def __init__(self, config: EchoCardMAEConfig) -> None:

@@ -16,7 +16,7 @@ from echobench.models.vit import VideoViT
 from echobench_plugins.config_checks import check_open_unit
 from echobench_plugins.temporal_mae.losses import reconstruction_loss
 from echobench_plugins.temporal_mae.method import build_pixel_decoder, mask_generator, pixel_targets
-from echobench_plugins.videomae.method import MAE_PRETRAIN_DEFAULTS
+from echobench_plugins.videomae.method import TEMPORAL_MAE_PRETRAIN_DEFAULTS, TEMPORAL_MAE_SOURCES
 
 
 class FrameViT(VideoViT):
@@ -89,7 +89,8 @@ class FrameMAE(Method):
     name = "frame_mae"
     version = "0.1.0"
     Config = FrameMAEConfig
-    pretrain_defaults: ClassVar[dict[str, Any]] = MAE_PRETRAIN_DEFAULTS
+    pretrain_defaults: ClassVar[dict[str, Any]] = TEMPORAL_MAE_PRETRAIN_DEFAULTS
+    sources: ClassVar[dict[str, str]] = TEMPORAL_MAE_SOURCES
 
     def __init__(self, config: FrameMAEConfig) -> None:
         super().__init__(config)

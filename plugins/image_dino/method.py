@@ -27,6 +27,7 @@ from echobench.models.distill import (
     update_center,
     warmup_epochs_of_run,
 )
+from echobench.profiles import DISCOVER_BASELINE_PRETRAIN, DISCOVER_BASELINE_SOURCES
 from echobench_plugins.image_dino.common import head_hidden_dim, require
 from echobench_plugins.image_dino.encoder import FrameViT
 
@@ -131,6 +132,14 @@ class ImageDINO(Method):
         "weight_decay_end": 0.4,
         "betas": (0.9, 0.999),
         "warmup_fraction": 0.1,
+    }
+
+    # The paper profile is DISCOVER's comparison, where image DINO stands in for RAD-DINO (Table 3).
+    profile_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "paper": {"pretrain": DISCOVER_BASELINE_PRETRAIN}
+    }
+    sources: ClassVar[dict[str, str]] = {
+        k: v for k, v in DISCOVER_BASELINE_SOURCES.items() if k not in ("method.mask_ratio", "method.tubelet")
     }
 
     center: torch.Tensor

@@ -44,6 +44,12 @@ class Supervised(Method):
         "lr_scaling": "linear",
         "betas": (0.9, 0.999),
         "weight_decay": 0.05,
+        "epochs": 50,
+        "warmup_epochs": 5,
+    }
+    sources: ClassVar[dict[str, str]] = {
+        "pretrain.epochs": "choice: as long as the paper profile's fine-tuning (EchoVisionFM's 50 epochs)",
+        "pretrain.warmup_epochs": "choice: a tenth of the run",
     }
     target_count: torch.Tensor
     target_mean: torch.Tensor

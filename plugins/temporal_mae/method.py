@@ -21,7 +21,7 @@ from echobench.models.patches import patchify
 from echobench.models.vit import VideoViT
 from echobench_plugins.config_checks import check_clip_geometry, check_open_unit
 from echobench_plugins.temporal_mae.losses import reconstruction_loss, temporal_contrastive_loss
-from echobench_plugins.videomae.method import MAE_PRETRAIN_DEFAULTS
+from echobench_plugins.videomae.method import TEMPORAL_MAE_PRETRAIN_DEFAULTS, TEMPORAL_MAE_SOURCES
 
 TableConfig = Literal["base", "contrastive", "oracle", "contrastive_oracle"]
 
@@ -48,9 +48,10 @@ class TemporalMAEConfig(MethodConfig):
       3-D sin-cos positions, AdamW betas (0.9, 0.95) (MAE's);
     * oracle clips take ``frames`` indices ``round(linspace(ED, ES, frames))``.
 
-    Not implemented: the paper's early stopping on the reconstruction loss (the harness trains a fixed number of
-    steps). ``tubelet`` > 1 groups frames into tokens (not the paper; the ``quick`` profile sets 4 for every method,
-    use ``--set method.tubelet=1`` for frame-wise tokens); masking and ``f_t`` then act per temporal token.
+    Not implemented: the paper's early stopping on the reconstruction loss; the paper profile trains a fixed 400
+    epochs (200 of warm-up, as the paper) at batch 64 (not in the paper). ``tubelet`` > 1 groups frames into
+    tokens (not the paper; the ``quick`` profile sets 4 for every method, use ``--set method.tubelet=1`` for
+    frame-wise tokens); masking and ``f_t`` then act per temporal token.
     """
 
     model: str = "vit_tiny"
@@ -123,7 +124,8 @@ class TemporalMAE(Method):
     name = "temporal_mae"
     version = "0.1.0"
     Config = TemporalMAEConfig
-    pretrain_defaults: ClassVar[dict[str, Any]] = MAE_PRETRAIN_DEFAULTS
+    pretrain_defaults: ClassVar[dict[str, Any]] = TEMPORAL_MAE_PRETRAIN_DEFAULTS
+    sources: ClassVar[dict[str, str]] = TEMPORAL_MAE_SOURCES
 
     def __init__(self, config: TemporalMAEConfig) -> None:
         super().__init__(config)

@@ -22,6 +22,7 @@ from echobench.models.decoder import MAEDecoder
 from echobench.models.masking import MaskRounding, gather_tokens, tube_mask
 from echobench.models.patches import normalized_pixel_targets, patchify
 from echobench.models.vit import VideoViT
+from echobench.profiles import DISCOVER_BASELINE_METHOD, DISCOVER_BASELINE_PRETRAIN, DISCOVER_BASELINE_SOURCES
 
 #: VideoMAE's optimiser (lr 1.5e-4 per 256 clips, AdamW betas (0.9, 0.95), weight decay 0.05), shared by the
 #: masked-modelling plugins that follow its recipe.
@@ -30,6 +31,27 @@ MAE_PRETRAIN_DEFAULTS: dict[str, Any] = {
     "lr_scaling": "linear",
     "betas": (0.9, 0.95),
     "weight_decay": 0.05,
+}
+#: Temporal MAE's recipe (paper 000, Sec. 3): MAE's optimiser "adjusted by the batch size", warm-up over the
+#: first 200 epochs then cosine. Not in the paper: batch 64, and 400 epochs in place of its early stopping on the
+#: reconstruction loss (patience 75 epochs), which needs no fixed length.
+TEMPORAL_MAE_PRETRAIN_DEFAULTS: dict[str, Any] = {
+    **MAE_PRETRAIN_DEFAULTS,
+    "batch_size": 64,
+    "epochs": 400,
+    "warmup_epochs": 200,
+}
+#: Where :data:`TEMPORAL_MAE_PRETRAIN_DEFAULTS` come from (``Method.sources``).
+TEMPORAL_MAE_SOURCES: dict[str, str] = {
+    "pretrain.lr": "paper 000 Sec. 3: base lr 1.5e-4",
+    "pretrain.lr_scaling": "paper 000 Sec. 3: 'adjusted by the batch size'",
+    "pretrain.weight_decay": "paper 000 Sec. 3: 0.05",
+    "pretrain.warmup_epochs": "paper 000 Sec. 3: warm-up over the first 200 epochs",
+    "pretrain.epochs": "choice: a fixed 400 epochs for the paper's early stopping (patience 75 epochs)",
+    "pretrain.batch_size": "choice: the paper gives no batch size",
+    "method.frames": "paper 000 Sec. 3: 10 frames over one second",
+    "method.size": "paper 000 Sec. 3: 32x32",
+    "method.model": "paper 000 Sec. 3: ViT-T",
 }
 
 
@@ -58,11 +80,20 @@ class VideoMAEConfig(MethodConfig):
     }
 
 
+#: The paper profile of DISCOVER's video baselines (VideoMAE, SIGMA, MGMAE): the geometry and recipe of the seed
+#: paper that compares against them (:data:`echobench.profiles.DISCOVER_BASELINE_METHOD`).
+DISCOVER_BASELINE_PROFILE: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {"method": {**DISCOVER_BASELINE_METHOD, "mask_ratio": 0.9}, "pretrain": DISCOVER_BASELINE_PRETRAIN}
+}
+
+
 class VideoMAE(Method):
     name = "videomae"
     version = "0.1.0"
     Config = VideoMAEConfig
     pretrain_defaults: ClassVar[dict[str, Any]] = MAE_PRETRAIN_DEFAULTS
+    profile_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = DISCOVER_BASELINE_PROFILE
+    sources: ClassVar[dict[str, str]] = DISCOVER_BASELINE_SOURCES
 
     def __init__(self, config: VideoMAEConfig) -> None:
         super().__init__(config)
