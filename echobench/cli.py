@@ -628,5 +628,8 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated(signum)
 
 
+# Registers `echobench reproduce` on the app (its module imports `app` from here).
+from echobench import cli_reproduce  # noqa: E402, F401
+
 if __name__ == "__main__":
     main()

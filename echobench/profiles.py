@@ -32,7 +32,8 @@ DISCOVER_BASELINE_METHOD: dict[str, Any] = {
     "patch": 16,
     "tubelet": 2,
 }
-#: Appendix C: "All models ... with a batch size of 8 using the AdamW optimizer"; "trained for 400 epochs with a
+#: DISCOVER's own recipe (its plugin's ``pretrain_defaults``) and that of its comparison. Appendix C: "All models
+#: ... with a batch size of 8 using the AdamW optimizer"; "trained for 400 epochs with a
 #: learning rate of 1.5e-4, weight decay of 0.05, and 40 warmup epochs". Not in the paper: that the 400 epochs,
 #: the lr (unscaled) and the warm-up cover the baselines too — the paper states them for its models without
 #: naming the baselines; echobench applies them to every model of the comparison.

@@ -161,3 +161,12 @@ def test_impossible_fold_count_is_a_user_error(k):
     pids, y = _cohort(n_patients=60)
     with pytest.raises(UserError, match=rf"cannot make {k} folds from 60 patients; use --set protocol.folds="):
         kfold_patient_splits(pids, y, k=k, seed=0, stratify=True)
+
+
+def test_stratified_folds_that_no_stratum_can_fill_are_a_user_error_not_a_crash() -> None:
+    # Four patients, one video each, four classes: no stratum holds 2 videos, so no 2-fold split exists.
+    patients = ["a", "b", "c", "d"]
+    with pytest.raises(UserError, match="largest label stratum has 1 videos"):
+        kfold_patient_splits(patients, np.array([0, 1, 2, 3]), 2, 0, stratify=True)
+    folds = kfold_patient_splits(patients, np.array([0, 0, 1, 1]), 2, 0, stratify=True)
+    assert sorted(np.concatenate([held for _, held in folds]).tolist()) == [0, 1, 2, 3]

@@ -84,11 +84,19 @@ def kfold_patient_splits(
         )
     rows = np.zeros((len(codes), 1))
     if stratify:
+        strata = _patient_strata(codes, row_targets)
+        largest = int(np.bincount(np.unique(strata[codes], return_inverse=True)[1]).max())
+        if largest < k:
+            # scikit-learn refuses (a ValueError) when no stratum has k videos.
+            raise UserError(
+                f"cannot make {k} stratified folds: the largest label stratum has {largest} videos; use --set "
+                f"protocol.folds=K with 2 <= K <= {largest}, or a dataset with more patients"
+            )
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             # A stratum smaller than k cannot appear in every fold; that is expected for rare classes.
             warnings.filterwarnings("ignore", message="The least populated class")
-            folds = list(splitter.split(rows, _patient_strata(codes, row_targets)[codes], groups=codes))
+            folds = list(splitter.split(rows, strata[codes], groups=codes))
     else:
         folds = list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(rows, groups=codes))
     return [(np.sort(train), np.sort(held_out)) for train, held_out in folds]

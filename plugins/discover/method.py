@@ -36,6 +36,7 @@ from echobench.models.distill import (
 )
 from echobench.models.masking import gather_tokens, random_mask
 from echobench.models.vit import VideoViT
+from echobench.profiles import DISCOVER_BASELINE_PRETRAIN
 from echobench_plugins.discover.losses import CenterSource, center_batch_values, scd_loss, tubelet_average
 from echobench_plugins.image_dino.common import head_hidden_dim, require
 from echobench_plugins.image_dino.encoder import FrameViT
@@ -233,15 +234,7 @@ class Discover(Method):
     Config = DiscoverConfig
     # Paper (Appendix C): batch 8, lr 1.5e-4, wd 0.05, 400 epochs with 40 warm-up; a run in steps warms up over
     # the same share of its steps.
-    pretrain_defaults: ClassVar[dict[str, Any]] = {
-        "epochs": 400,
-        "warmup_epochs": 40,
-        "batch_size": 8,
-        "lr": 1.5e-4,
-        "lr_scaling": "none",
-        "weight_decay": 0.05,
-        "warmup_fraction": 40 / 400,
-    }
+    pretrain_defaults: ClassVar[dict[str, Any]] = {**DISCOVER_BASELINE_PRETRAIN, "warmup_fraction": 40 / 400}
     sources: ClassVar[dict[str, str]] = {
         "pretrain.epochs": "paper: Appendix C",
         "pretrain.warmup_epochs": "paper: Appendix C",
